@@ -1,0 +1,1 @@
+"""Types, errors and metadata shared by every layer (stdlib + numpy only)."""

@@ -1,0 +1,1 @@
+"""ONNX export and checks; TensorRT engine build (tensorrt imported lazily)."""

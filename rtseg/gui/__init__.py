@@ -1,0 +1,1 @@
+"""PyQt6 desktop GUI. Only this package imports Qt."""

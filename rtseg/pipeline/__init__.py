@@ -1,0 +1,1 @@
+"""Capture / inference threads, sources, mailbox and stats. No Qt here."""

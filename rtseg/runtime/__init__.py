@@ -1,0 +1,3 @@
+"""Inference backends. This package never imports Qt, and imports each
+framework (torch, onnxruntime, openvino, tensorrt) only when that backend is
+created."""
