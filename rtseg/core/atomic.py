@@ -32,6 +32,10 @@ def atomic_path(target: str | os.PathLike[str], suffix: str | None = None) -> It
     real_tmp = Path(tmp_name)
     try:
         yield real_tmp
+        # mkstemp creates the file 0600; give the result normal permissions.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(real_tmp, 0o666 & ~umask)
         os.replace(real_tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
