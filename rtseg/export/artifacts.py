@@ -1,0 +1,55 @@
+"""Resolve "a model" as users name it into a deploy artifact, exporting on demand.
+
+``ensure_onnx`` keys the cached ONNX in ``engines/`` on everything that
+changes the graph (model, classes, size, batch, weights hash), so asking
+again reuses the file and a changed weights file gets a new export.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from rtseg.core.errors import UserInputError
+
+DEFAULT_ENGINE_DIR = Path("engines")
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def onnx_cache_path(model: str, num_classes: int | None, input_size: tuple[int, int], batch: int,
+                    weights: str | Path | None, out_dir: str | Path = DEFAULT_ENGINE_DIR) -> Path:
+    """Where the ONNX export of this exact request lives."""
+    from rtseg import __version__
+
+    tag = file_sha256(weights)[:12] if weights else f"random{num_classes}"
+    h, w = input_size
+    key = hashlib.sha256(f"{model}|{num_classes}|{h}x{w}|{batch}|{tag}|{__version__}".encode()).hexdigest()[:8]
+    return Path(out_dir) / f"{model}_{h}x{w}_b{batch}_{tag[:8]}_{key}.onnx"
+
+
+def ensure_onnx(model: str | None, weights: str | Path | None, *, input_size: tuple[int, int] | None,
+                num_classes: int | None = None, batch: int = 1, out_dir: str | Path = DEFAULT_ENGINE_DIR,
+                verify_source: str | Path | None = None) -> tuple[Path, bool]:
+    """Return (path, exported_now) of the ONNX deploy graph for this model request."""
+    from rtseg.export.onnx_export import export_onnx
+    from rtseg.models.checkpoint import build_model
+
+    if weights is not None and not Path(weights).is_file():
+        raise UserInputError(f"weights file {weights} does not exist")
+    loaded = build_model(model, num_classes, weights)
+    size = input_size or loaded.meta.input_size
+    if size is None:
+        raise UserInputError("no input size known for this model: pass --input-size HxW")
+    path = onnx_cache_path(loaded.meta.model, loaded.model.num_classes, tuple(size), batch, weights, out_dir)
+    if path.is_file():
+        return path, False
+    export_onnx(loaded.model, loaded.meta, input_size=tuple(size), batch=batch, path=path,
+                verify_source=verify_source)
+    return path, True

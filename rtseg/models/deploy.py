@@ -1,0 +1,77 @@
+"""The fused deploy graph every backend runs.
+
+    frames uint8 [N, H, W, 3] BGR
+      -> NCHW float, channel order the network was trained on, /255, (x - mean) / std
+      -> segmentation network (eval path only)
+      -> argmax over classes -> uint8
+    labels uint8 [N, H, W]
+
+Pre- and post-processing live inside the graph so PyTorch, ONNX Runtime,
+OpenVINO and TensorRT can never drift apart, and only H*W bytes per frame
+leave the device.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rtseg.core.errors import UserInputError
+from rtseg.core.meta import ModelMeta
+from rtseg.models.base import MIN_SIZE, SIZE_MULTIPLE, SegModel
+
+
+def check_input_size(height: int, width: int) -> None:
+    """Refuse sizes the networks cannot take, with what to do instead."""
+    for side, v in (("height", height), ("width", width)):
+        if v < MIN_SIZE or v % SIZE_MULTIPLE:
+            lo = max(MIN_SIZE, (v // SIZE_MULTIPLE) * SIZE_MULTIPLE)
+            raise UserInputError(
+                f"input {side} {v} is not supported: it must be a multiple of {SIZE_MULTIPLE} and at "
+                f"least {MIN_SIZE} (try {lo} or {lo + SIZE_MULTIPLE})"
+            )
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """Parse ``HxW`` (e.g. ``360x480``) into (H, W) and check it."""
+    try:
+        h_s, w_s = text.lower().split("x")
+        h, w = int(h_s), int(w_s)
+    except ValueError:
+        raise UserInputError(f"bad size {text!r}: write it as HEIGHTxWIDTH, e.g. 360x480") from None
+    check_input_size(h, w)
+    return h, w
+
+
+class DeployGraph(nn.Module):
+    """uint8 BGR frames -> uint8 labels (and optionally float logits) around any zoo model."""
+
+    def __init__(self, model: SegModel, meta: ModelMeta, *, with_logits: bool = False) -> None:
+        super().__init__()
+        if meta.num_classes != model.num_classes:
+            raise ValueError(f"meta has {meta.num_classes} classes, model has {model.num_classes}")
+        if model.num_classes > 256:
+            raise UserInputError("uint8 labels hold at most 256 classes")
+        self.model = model.eval()
+        self.with_logits = with_logits
+        # Frames arrive BGR; index the channels into the network's order.
+        order = [2, 1, 0] if meta.channel_order == "RGB" else [0, 1, 2]
+        self.register_buffer("order", torch.tensor(order, dtype=torch.long), persistent=False)
+        # (x/255 - mean)/std folded into one multiply-add per channel.
+        mean = torch.tensor(meta.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(meta.std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("scale", 1.0 / (255.0 * std), persistent=False)
+        self.register_buffer("shift", -mean / std, persistent=False)
+
+    def normalize(self, frames: torch.Tensor) -> torch.Tensor:
+        x = frames.permute(0, 3, 1, 2).float()
+        x = torch.index_select(x, 1, self.order)
+        return x * self.scale + self.shift
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(self.normalize(frames))
+        assert isinstance(logits, torch.Tensor), "deploy graph needs the model in eval mode"
+        labels = logits.argmax(dim=1).to(torch.uint8)
+        if self.with_logits:
+            return labels, logits
+        return labels
