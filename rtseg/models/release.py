@@ -43,3 +43,54 @@ class ReleaseFormat:
     std: tuple[float, float, float]
     channel_order: str = "RGB"
     dataset: str = "cityscapes"
+
+
+#: ``Converted.dropped`` reason under which a converter reports the
+#: ``num_batches_tracked`` buffers it had to create (set to 0) because the file
+#: lacked them. Strict loading needs them; their value only matters for
+#: BatchNorm with ``momentum=None``, which no zoo model uses.
+FILLED_NUM_BATCHES = "filled: num_batches_tracked missing (set to 0)"
+
+
+def model_layout(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of a model's state_dict (what a converter checks a file against)."""
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def conform_state_dict(sd: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]], *,
+                       layout: str) -> tuple[StateDict, dict[str, list[str]]]:
+    """Check ``sd`` against the key/shape layout a model expects.
+
+    Returns the state_dict in the model's key order and the keys it filled
+    (missing ``num_batches_tracked``, reported under ``FILLED_NUM_BATCHES``).
+    Any other missing key, unexpected key or shape mismatch raises a one-line
+    ``CheckpointError`` naming the first few, so a damaged or foreign file is
+    refused before ``load_state_dict`` would report it less readably.
+    """
+    from rtseg.core.errors import CheckpointError
+
+    def few(keys: list[str]) -> str:
+        return ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "")
+
+    missing = [k for k in expected if k not in sd and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise CheckpointError(f"checkpoint looks like the {layout} but lacks {len(missing)} key(s): "
+                              f"{few(missing)}; the file is incomplete or a different variant")
+    unexpected = [k for k in sd if k not in expected]
+    if unexpected:
+        raise CheckpointError(f"checkpoint looks like the {layout} but has {len(unexpected)} unknown key(s): "
+                              f"{few(unexpected)}; it is a different variant of the network")
+    bad = [f"{k} {tuple(sd[k].shape)} != {shape}" for k, shape in expected.items()
+           if k in sd and tuple(sd[k].shape) != tuple(shape)]
+    if bad:
+        raise CheckpointError(f"checkpoint looks like the {layout} but {len(bad)} tensor(s) have the wrong "
+                              f"shape: {few(bad)}; it is a different variant of the network")
+    out: StateDict = {}
+    filled: list[str] = []
+    for k in expected:
+        if k in sd:
+            out[k] = sd[k]
+        else:
+            out[k] = torch.zeros((), dtype=torch.long)
+            filled.append(k)
+    return out, ({FILLED_NUM_BATCHES: filled} if filled else {})
