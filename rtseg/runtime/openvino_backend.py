@@ -60,7 +60,9 @@ class OpenVinoBackend(Backend):
             msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise BackendError(f"OpenVINO could not compile {self._artifact.path} for {self._device} "
                                f"at {self._precision}: {msg}") from exc
-        self._actual_precision = str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+        hint = self._compiled.get_property("INFERENCE_PRECISION_HINT")
+        # An ov.Type ("f32", "bf16", "f16"): what the plugin will really run.
+        self._actual_precision = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
         self._request = self._compiled.create_infer_request()
 
     def _deactivate(self) -> None:
