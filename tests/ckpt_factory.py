@@ -1,0 +1,117 @@
+"""Synthetic checkpoints in the layouts of the public release files.
+
+The real release files are not redistributable test data, so tests write
+files with the same keys and shapes (from ``tests/data/checkpoint_keys``),
+random but well-scaled values, and the same quirks: raw state_dicts, STDC's
+alias keys sharing storage with ``cp.backbone.features``, 0-dim int64
+``num_batches_tracked`` buffers (absent where the real files lack them).
+Variants (``module.`` prefix, wrapped, aux heads removed, no
+``num_batches_tracked``) cover what users' own training runs produce.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import torch
+
+KEYS_DIR = Path(__file__).parent / "data" / "checkpoint_keys"
+
+#: layout -> (key list file, registry name, training-only head prefixes)
+LAYOUTS = {
+    "stdc1_seg": ("stdc1_seg.txt", "stdc1", ("conv_out16", "conv_out32", "conv_out_sp2", "conv_out_sp4",
+                                             "conv_out_sp8", "conv_out_sp16")),
+    "stdc2_seg": ("stdc2_seg.txt", "stdc2", ("conv_out16", "conv_out32", "conv_out_sp2", "conv_out_sp4",
+                                             "conv_out_sp8", "conv_out_sp16")),
+    "bisenetv1": ("bisenetv1.txt", "bisenetv1", ("conv_out16", "conv_out32")),
+    "bisenetv2": ("bisenetv2.txt", "bisenetv2", ("aux2", "aux3", "aux4", "aux5_4")),
+}
+
+_STDC_ALIAS = re.compile(r"^cp\.backbone\.x(?:2|4|8|16|32)\.0\.(\d+)\.(.+)$")
+
+
+def read_keys(layout: str) -> list[tuple[str, tuple[int, ...]]]:
+    """``(key, shape)`` for every line of a layout's key list, in file order."""
+    out = []
+    for line in (KEYS_DIR / LAYOUTS[layout][0]).read_text().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        key, shape = line.split(" ", 1)
+        out.append((key, tuple(int(v) for v in re.findall(r"\d+", shape))))
+    return out
+
+
+def _value(key: str, shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:
+    """A random tensor that keeps activations finite through a deep network.
+
+    Weights get He-scaled normals (std sqrt(2 / fan_in)) so activations neither
+    explode nor vanish across ~20 layers; BatchNorm statistics stay near the
+    identity with a strictly positive variance.
+    """
+    leaf = key.rsplit(".", 1)[-1]
+    if leaf == "num_batches_tracked":
+        return torch.tensor(int(torch.randint(0, 100000, (), generator=g)), dtype=torch.long)
+    if leaf == "running_var":
+        return torch.rand(shape, generator=g) + 0.5
+    if leaf == "running_mean":
+        return 0.1 * torch.randn(shape, generator=g)
+    if len(shape) == 1:  # BN weight/bias, conv/linear bias
+        base = 1.0 if leaf == "weight" else 0.0
+        return base + 0.1 * torch.randn(shape, generator=g)
+    fan_in = math.prod(shape[1:])
+    return torch.randn(shape, generator=g) * math.sqrt(2.0 / fan_in)
+
+
+def release_state_dict(layout: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Every key of ``layout`` with its exact shape, as a raw state_dict (file key order).
+
+    STDC alias keys are the very tensors of their ``cp.backbone.features`` twins
+    (shared storage, as in the real files).
+    """
+    g = torch.Generator().manual_seed(seed)
+    keys = read_keys(layout)
+    sd: dict[str, torch.Tensor] = {}
+    for key, shape in keys:
+        if not _STDC_ALIAS.match(key):
+            sd[key] = _value(key, shape, g)
+    out: dict[str, torch.Tensor] = {}
+    for key, shape in keys:
+        m = _STDC_ALIAS.match(key)
+        if m:
+            twin = sd[f"cp.backbone.features.{m.group(1)}.{m.group(2)}"]
+            assert tuple(twin.shape) == shape, key
+            out[key] = twin
+        else:
+            out[key] = sd[key]
+    return out
+
+
+def with_module_prefix(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """As saved from a ``DataParallel``-wrapped model."""
+    return {f"module.{k}": v for k, v in sd.items()}
+
+
+def without_aux(sd: dict[str, torch.Tensor], layout: str) -> dict[str, torch.Tensor]:
+    """Only the inference path (training-only heads removed)."""
+    heads = tuple(h + "." for h in LAYOUTS[layout][2])
+    return {k: v for k, v in sd.items() if not k.startswith(heads)}
+
+
+def without_num_batches_tracked(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """As written by PyTorch < 0.4.1 or InPlaceABN training: no BN counters at all."""
+    return {k: v for k, v in sd.items() if not k.endswith(".num_batches_tracked")}
+
+
+def write(path: Path, obj: object) -> Path:
+    """``torch.save`` (zip format, the default since PyTorch 1.6)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(obj, path)
+    return path
+
+
+def write_release(path: Path, layout: str, *, seed: int = 0) -> Path:
+    """A synthetic release file: raw state_dict like the published ``.pth`` files."""
+    return write(path, release_state_dict(layout, seed))
