@@ -39,11 +39,11 @@ def ensure_onnx(model: str | None, weights: str | Path | None, *, input_size: tu
                 verify_source: str | Path | None = None) -> tuple[Path, bool]:
     """Return (path, exported_now) of the ONNX deploy graph for this model request."""
     from rtseg.export.onnx_export import export_onnx
-    from rtseg.models.checkpoint import build_model
+    from rtseg.models.deploy import load_for_deploy
 
     if weights is not None and not Path(weights).is_file():
         raise UserInputError(f"weights file {weights} does not exist")
-    loaded = build_model(model, num_classes, weights)
+    loaded = load_for_deploy(model, num_classes, weights)
     size = input_size or loaded.meta.input_size
     if size is None:
         raise UserInputError("no input size known for this model: pass --input-size HxW")

@@ -75,3 +75,25 @@ class DeployGraph(nn.Module):
         if self.with_logits:
             return labels, logits
         return labels
+
+
+#: Seed of the random initialisation used when no weights are given, so every
+#: backend (and every export of the same request) gets the same untrained net.
+RANDOM_WEIGHTS_SEED = 0
+
+
+def load_for_deploy(model: str | None, num_classes: int | None, weights):  # -> LoadedModel
+    """``rtseg.models.checkpoint.build_model`` with a fixed seed for random weights.
+
+    Benchmarks compare backends on the same frames; with random weights they
+    must also run the same network, so the initialisation is seeded.
+    """
+    from rtseg.models.checkpoint import build_model
+
+    if weights is not None:
+        return build_model(model, num_classes, weights)
+    if not model:
+        raise UserInputError("say which model: --model NAME (random weights) and/or --weights PATH")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_WEIGHTS_SEED)
+        return build_model(model, 19 if num_classes is None else num_classes, None)

@@ -43,10 +43,9 @@ class TorchBackend(Backend):
     def _load(self) -> None:
         import torch
 
-        from rtseg.models.checkpoint import build_model
-        from rtseg.models.deploy import DeployGraph, check_input_size
+        from rtseg.models.deploy import DeployGraph, check_input_size, load_for_deploy
 
-        loaded = build_model(self._model_name, self._num_classes, self._weights)
+        loaded = load_for_deploy(self._model_name, self._num_classes, self._weights)
         self._meta = loaded.meta
         size = self._input_size or loaded.meta.input_size
         if size is None:

@@ -1,0 +1,238 @@
+"""Precision parity: does a reduced-precision artifact label frames like the FP32 reference?
+
+Three checks, all on real frames (the user's video/folder or CamVid):
+
+- pixel agreement: share of pixels with the same label as the FP32 reference;
+- per-class IoU agreement: IoU of each class's candidate mask against its
+  reference mask, and their mean (mIoU "vs FP32 labels"); ``100 * (1 - mIoU)``
+  is the drop in points that the INT8 budget is checked against;
+- NaN/Inf: count of non-finite logits when the artifact exposes logits.
+
+Runners are plain callables ``frames uint8 [N,H,W,3] -> labels uint8 [N,H,W]``
+(or ``(labels, logits)``), so a backend's ``infer``, an ONNX Runtime session
+or a TensorRT engine can all be compared the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rtseg.core.errors import ExportError, UserInputError
+
+Runner = Callable[[np.ndarray], Any]
+
+#: FP16 labels must agree with FP32 on at least this share of pixels (issue acceptance).
+FP16_MIN_AGREEMENT = 0.995
+#: Default INT8 budget: mIoU vs FP32 labels may drop at most this many points.
+INT8_MIOU_BUDGET = 1.0
+
+
+def label_agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Share of pixels on which two label maps agree."""
+    if reference.shape != candidate.shape:
+        raise ValueError(f"label shapes differ: {reference.shape} vs {candidate.shape}")
+    return float(np.mean(reference == candidate))
+
+
+def confusion(reference: np.ndarray, candidate: np.ndarray, num_classes: int) -> np.ndarray:
+    """``[C, C]`` int64 confusion matrix, rows = reference label, columns = candidate label."""
+    r = reference.astype(np.int64).ravel()
+    c = candidate.astype(np.int64).ravel()
+    if r.size and (r.max() >= num_classes or c.max() >= num_classes):
+        raise ValueError(f"label value >= num_classes ({num_classes})")
+    return np.bincount(r * num_classes + c, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def iou_from_confusion(conf: np.ndarray) -> np.ndarray:
+    """Per-class IoU; NaN for classes absent from both maps (they do not count in the mean)."""
+    tp = np.diag(conf).astype(np.float64)
+    union = conf.sum(0) + conf.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+
+
+def count_nonfinite(x: np.ndarray) -> int:
+    """Number of NaN or +-Inf values (0 for integer arrays)."""
+    if not np.issubdtype(x.dtype, np.floating):
+        return 0
+    return int(x.size - np.count_nonzero(np.isfinite(x)))
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """Candidate vs reference on the same frames."""
+
+    reference: str
+    candidate: str
+    frames: int
+    pixels: int
+    pixel_agreement: float
+    worst_frame_agreement: float
+    class_iou: dict[str, float]  # only classes present in reference or candidate
+    miou: float  # mean of class_iou, in [0, 1]
+    nonfinite: int  # NaN/Inf count in candidate logits (0 when no logits were given)
+    logits_checked: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def miou_drop_points(self) -> float:
+        """How many mIoU points the candidate loses against the reference labels."""
+        return 100.0 * (1.0 - self.miou)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["miou_drop_points"] = self.miou_drop_points
+        return d
+
+    def summary(self) -> str:
+        """A few human-readable lines for the CLI."""
+        lines = [
+            f"parity {self.candidate} vs {self.reference}: {self.frames} frames, {self.pixels} pixels",
+            f"  pixel agreement {self.pixel_agreement:.4%} (worst frame {self.worst_frame_agreement:.4%})",
+            f"  mIoU vs reference labels {self.miou:.4f} (drop {self.miou_drop_points:.2f} points)",
+        ]
+        worst = sorted(self.class_iou.items(), key=lambda kv: kv[1])[:3]
+        if worst:
+            lines.append("  lowest class IoU: " + ", ".join(f"{k} {v:.3f}" for k, v in worst))
+        lines.append(f"  NaN/Inf in logits: {self.nonfinite}" if self.logits_checked
+                     else "  NaN/Inf: not checked (no logits output)")
+        return "\n".join(lines)
+
+
+def _split(out: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    if isinstance(out, tuple | list):
+        labels = np.asarray(out[0])
+        logits = np.asarray(out[1]) if len(out) > 1 else None
+        return labels, logits
+    return np.asarray(out), None
+
+
+def parity_report(
+    reference: Runner,
+    candidate: Runner,
+    batches: Iterable[np.ndarray],
+    class_names: Sequence[str],
+    *,
+    reference_name: str = "fp32",
+    candidate_name: str = "candidate",
+) -> ParityReport:
+    """Run both runners on every batch and compare their labels (and candidate logits).
+
+    ``batches``: uint8 ``[N,H,W,3]`` BGR arrays at the artifact's input size.
+    """
+    n_cls = len(class_names)
+    conf = np.zeros((n_cls, n_cls), dtype=np.int64)
+    agree_px = 0
+    total_px = 0
+    frames = 0
+    worst = 1.0
+    nonfinite = 0
+    logits_checked = False
+    for batch in batches:
+        ref_labels, _ = _split(reference(batch))
+        cand_labels, cand_logits = _split(candidate(batch))
+        if ref_labels.shape != cand_labels.shape:
+            raise ExportError(f"{candidate_name} returned labels of shape {cand_labels.shape}, "
+                              f"{reference_name} {ref_labels.shape}; they must run the same input size")
+        if cand_logits is not None:
+            logits_checked = True
+            nonfinite += count_nonfinite(cand_logits)
+        conf += confusion(ref_labels, cand_labels, n_cls)
+        eq = ref_labels == cand_labels
+        agree_px += int(eq.sum())
+        total_px += eq.size
+        for i in range(eq.shape[0]):
+            worst = min(worst, float(eq[i].mean()))
+        frames += eq.shape[0]
+    if frames == 0:
+        raise UserInputError("parity check got no frames; point it at a video or folder with images")
+    iou = iou_from_confusion(conf)
+    per_class = {class_names[i]: float(iou[i]) for i in range(n_cls) if not math.isnan(iou[i])}
+    miou = float(np.mean(list(per_class.values()))) if per_class else 1.0
+    return ParityReport(reference_name, candidate_name, frames, total_px, agree_px / total_px, worst,
+                        per_class, miou, nonfinite, logits_checked)
+
+
+def check_fp16(report: ParityReport, *, min_agreement: float = FP16_MIN_AGREEMENT) -> None:
+    """Raise ``ExportError`` unless the FP16 candidate agrees well enough and is finite."""
+    if report.nonfinite:
+        raise ExportError(f"{report.candidate} produced {report.nonfinite} NaN/Inf logits; FP16 overflows in "
+                          "this model: build with --precision fp32 or keep more ops in FP32")
+    if report.pixel_agreement < min_agreement:
+        raise ExportError(f"{report.candidate} labels agree with {report.reference} on only "
+                          f"{report.pixel_agreement:.3%} of pixels (need {min_agreement:.2%}); "
+                          "use --precision fp32 for this model")
+
+
+def check_int8_budget(report: ParityReport, *, budget_points: float = INT8_MIOU_BUDGET) -> None:
+    """Reject an INT8 artifact whose mIoU vs FP32 labels drops more than ``budget_points``."""
+    if report.nonfinite:
+        raise ExportError(f"{report.candidate} produced {report.nonfinite} NaN/Inf logits; "
+                          "INT8 artifact rejected: use --precision fp16")
+    if report.miou_drop_points > budget_points:
+        raise ExportError(
+            f"INT8 rejected: mIoU vs FP32 labels drops {report.miou_drop_points:.2f} points "
+            f"(budget {budget_points:g}); calibrate on more representative frames (--calib-source), "
+            "raise the budget, or use --precision fp16"
+        )
+
+
+# -- CPU runners for verification (ONNX files) ---------------------------------
+
+def onnxruntime_runner(onnx_path: str | os.PathLike[str], *, threads: int | None = None) -> Runner:
+    """ONNX Runtime CPU session as a runner (returns all outputs: labels[, logits])."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    in_name = sess.get_inputs()[0].name
+
+    def run(frames: np.ndarray) -> Any:
+        outs = sess.run(None, {in_name: frames})
+        return tuple(outs) if len(outs) > 1 else outs[0]
+
+    return run
+
+
+def openvino_runner(onnx_path: str | os.PathLike[str], *, inference_precision: str = "f32",
+                    threads: int | None = None) -> tuple[Runner, Counter[tuple[str, str]]]:
+    """OpenVINO CPU runner with ``INFERENCE_PRECISION_HINT`` and what actually executes.
+
+    Returns the runner and a count of ``(layerType, runtimePrecision)`` over the
+    compiled model's execution graph, so a caller can prove that FP16 arithmetic
+    ran (e.g. ``("Convolution", "f16")``) instead of trusting the hint.
+    """
+    import openvino as ov
+
+    core = ov.Core()
+    if inference_precision == "f16":
+        caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        if "FP16" not in caps:
+            raise UserInputError("this CPU has no FP16 arithmetic (OpenVINO reports "
+                                 f"{', '.join(caps)}); run the FP16 check on a CPU with AVX512-FP16 or AMX-FP16")
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": inference_precision}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    compiled = core.compile_model(str(onnx_path), "CPU", config)
+    executed: Counter[tuple[str, str]] = Counter()
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        rt = op.get_rt_info()
+        executed[(rt["layerType"].astype(str), rt["runtimePrecision"].astype(str))] += 1
+    request = compiled.create_infer_request()
+    n_out = len(compiled.outputs)
+
+    def run(frames: np.ndarray) -> Any:
+        res = request.infer({0: frames})
+        outs = [np.array(res[compiled.outputs[i]]) for i in range(n_out)]
+        return tuple(outs) if n_out > 1 else outs[0]
+
+    return run, executed

@@ -1,0 +1,36 @@
+"""What every console script shares: one-line errors, exit codes, logging setup."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from rtseg.core.errors import RtsegError
+
+
+def run_main(prog: str, body: Callable[[argparse.Namespace], int], parser: argparse.ArgumentParser,
+             argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` and run ``body``; an ``RtsegError`` becomes one line on
+    stderr and a non-zero exit, Ctrl-C exits 130 (outputs are written
+    atomically, so nothing half-written stays behind)."""
+    args = parser.parse_args(argv)
+    try:
+        return body(args)
+    except RtsegError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def add_model_args(p: argparse.ArgumentParser, *, need_size: bool = True) -> None:
+    """--model / --weights / --num-classes / --input-size, shared by export, bench and run."""
+    p.add_argument("--model", help="zoo model name (see --list-models); optional when --weights says it")
+    p.add_argument("--weights", help="weights file: an rtseg checkpoint or a public STDC-Seg/BiSeNet release file; "
+                   "omit for random (untrained) weights")
+    p.add_argument("--num-classes", type=int, help="class count for random weights (default 19); "
+                   "with --weights it must match the file")
+    p.add_argument("--input-size", required=False, metavar="HxW",
+                   help="model input size, e.g. 360x480" + (" (default: the checkpoint's)" if not need_size else ""))
