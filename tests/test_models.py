@@ -1,0 +1,298 @@
+"""Shared contract tests for every zoo model (one base class, one subclass per model).
+
+``ModelTester`` checks what ``rtseg.models.base`` promises: eval logits at input
+resolution for sides that are multiples of 8 but not of 32, the train-mode
+dict (``"out"`` + ``train_outputs``), aux heads absent when ``aux=False`` and
+unused on the eval path, gradients, determinism, per-sample independence in a
+batch, a sane parameter count, and the exact key/shape layout of the public
+release checkpoint (``tests/data/checkpoint_keys``).
+
+To add a model: subclass ``ModelTester`` as ``Test<Name>`` and set the class
+attributes. To add a check for every model (export, parity...), add a
+``test_*`` method to ``ModelTester``; the ``model``/``aux_model`` fixtures
+build each model once per class.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import torch
+from torch import nn
+
+from rtseg.core.errors import UserInputError
+from rtseg.models import create_model, list_models
+from rtseg.models.base import MIN_SIZE, SIZE_MULTIPLE, SegModel
+
+KEYS_DIR = Path(__file__).parent / "data" / "checkpoint_keys"
+ALL_MODELS = ("bisenetv1", "bisenetv2", "stdc1", "stdc2")
+
+
+def parse_key_list(path: Path) -> dict[str, tuple[int, ...]]:
+    """Read a ``key (d0, d1, ...)`` list (see tests/data/checkpoint_keys/README.md)."""
+    layout: dict[str, tuple[int, ...]] = {}
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        m = re.fullmatch(r"(\S+) \(([\d, ]*)\)", line.strip())
+        assert m, f"unparseable line in {path.name}: {line!r}"
+        layout[m.group(1)] = tuple(int(d) for d in m.group(2).split(",") if d.strip())
+    return layout
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    # These tensors are tiny: with several test processes sharing 2 cores,
+    # intra-op threads spend their time waiting on each other (measured 20x
+    # slower forward+backward with 2 threads than with 1 under load).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_input(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, h, w, generator=g)
+
+
+class ModelTester:
+    """Base class of the per-model tests (not collected itself: no ``Test`` prefix)."""
+
+    model_name: ClassVar[str]
+    #: Inclusive range of the parameter count with 19 classes and aux=False.
+    param_range: ClassVar[tuple[int, int]]
+    #: File under tests/data/checkpoint_keys with the release layout (aux=True, 19 classes).
+    key_list: ClassVar[str | None] = None
+    #: Parameter-name prefixes built with aux=True that no forward uses (release-file leftovers).
+    unused_params: ClassVar[tuple[str, ...]] = ()
+    #: Eval sizes: multiples of 8, neither side a multiple of 32, odd-sized 1/16 and 1/32 maps.
+    sizes: ClassVar[tuple[tuple[int, int], ...]] = ((72, 104), (96, 136))
+
+    # --- fixtures / hooks ---------------------------------------------------------
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def model(cls) -> SegModel:
+        """The model with 19 classes, aux=False, in eval mode (built once per class)."""
+        torch.manual_seed(0)
+        return create_model(cls.model_name, 19, aux=False).eval()
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def aux_model(cls) -> SegModel:
+        """The model with aux heads (built once per class; tests set train/eval themselves)."""
+        torch.manual_seed(1)
+        return create_model(cls.model_name, 19, aux=True)
+
+    def expected_train_shape(self, key: str, n: int, num_classes: int, h: int, w: int) -> tuple[int, ...]:
+        """Shape of a train-mode output (base contract: aux logits at input size, ``detail*`` at 1/8)."""
+        if key.startswith("detail"):
+            return (n, 1, math.ceil(h / 8), math.ceil(w / 8))
+        return (n, num_classes, h, w)
+
+    def release_layout(self, file_layout: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        """The file's layout after the family's converter (identity unless a family drops keys)."""
+        return file_layout
+
+    # --- tests ----------------------------------------------------------------------
+
+    def test_registered(self, model: SegModel) -> None:
+        assert self.model_name in list_models()
+        assert isinstance(model, SegModel)
+        assert model.name == self.model_name
+        assert model.num_classes == 19 and model.aux is False
+        assert model.train_outputs == ()
+
+    def test_eval_shapes_odd_sizes(self, model: SegModel) -> None:
+        for h, w in self.sizes:
+            assert h % SIZE_MULTIPLE == 0 and w % SIZE_MULTIPLE == 0 and h >= MIN_SIZE and w >= MIN_SIZE
+            with torch.no_grad():
+                out = model(make_input(1, h, w))
+            assert isinstance(out, torch.Tensor)
+            assert out.shape == (1, 19, h, w)
+            assert out.dtype == torch.float32 and torch.isfinite(out).all()
+
+    def test_camvid_size_11_classes(self) -> None:
+        # CamVid's 360x480: 1/32 map 12x15, 1/16 map 23x30; 11 classes.
+        torch.manual_seed(0)
+        m = create_model(self.model_name, 11).eval()
+        assert m.num_classes == 11
+        with torch.no_grad():
+            out = m(make_input(1, 360, 480))
+        assert out.shape == (1, 11, 360, 480)
+        assert torch.isfinite(out).all()
+
+    def test_min_size_and_batch(self, model: SegModel) -> None:
+        # Batch of 2 at the smallest size; every sample must be computed on its own
+        # (eval BN uses running stats), so each equals its single-image forward.
+        x = make_input(2, MIN_SIZE, MIN_SIZE + 16, seed=3)
+        with torch.no_grad():
+            both = model(x)
+            one = model(x[1:])
+        assert both.shape == (2, 19, MIN_SIZE, MIN_SIZE + 16)
+        torch.testing.assert_close(both[1:], one, rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(both[0], both[1])  # different inputs give different logits
+
+    def test_eval_deterministic(self, model: SegModel) -> None:
+        x = make_input(1, *self.sizes[0], seed=4)
+        with torch.no_grad():
+            assert torch.equal(model(x), model(x))
+
+    def test_train_outputs(self, aux_model: SegModel) -> None:
+        n, (h, w) = 2, self.sizes[0]
+        aux_model.train()
+        out = aux_model(make_input(n, h, w, seed=5))
+        assert isinstance(out, dict)
+        assert aux_model.train_outputs, "aux=True must declare its training-only outputs"
+        assert set(out) == {"out", *aux_model.train_outputs}
+        for key, value in out.items():
+            assert tuple(value.shape) == self.expected_train_shape(key, n, 19, h, w), key
+            assert torch.isfinite(value).all(), key
+
+    def test_no_aux_heads_without_aux(self, model: SegModel, aux_model: SegModel) -> None:
+        plain = set(model.state_dict())
+        with_aux = set(aux_model.state_dict())
+        assert plain < with_aux, "aux=False must build a strict subset of the aux=True model"
+        n_plain = sum(p.numel() for p in model.parameters())
+        assert n_plain < sum(p.numel() for p in aux_model.parameters())
+        # Train mode without aux returns only "out".
+        m = create_model(self.model_name, 19, aux=False).train()
+        out = m(make_input(2, *self.sizes[0]))
+        assert isinstance(out, dict) and set(out) == {"out"}
+
+    def test_eval_path_ignores_aux_heads(self, aux_model: SegModel) -> None:
+        # The aux model's inference-path weights, loaded strictly into an aux=False
+        # model, give bit-identical eval logits: the heads never touch the eval path.
+        plain = create_model(self.model_name, 19, aux=False)
+        sd = {k: v for k, v in aux_model.state_dict().items() if k in plain.state_dict()}
+        plain.load_state_dict(sd, strict=True)
+        aux_model.eval()
+        plain.eval()
+        x = make_input(1, *self.sizes[1], seed=6)
+        with torch.no_grad():
+            a, b = aux_model(x), plain(x)
+        assert isinstance(a, torch.Tensor)
+        assert torch.equal(a, b)
+
+    def test_gradients_flow(self, aux_model: SegModel) -> None:
+        aux_model.train()
+        aux_model.zero_grad(set_to_none=True)
+        out = aux_model(make_input(2, *self.sizes[0], seed=7))
+        loss = sum((v.float() ** 2).mean() for v in out.values())
+        loss.backward()
+        first_conv = next(m for m in aux_model.modules() if isinstance(m, nn.Conv2d))
+        assert first_conv.weight.grad is not None and first_conv.weight.grad.abs().sum() > 0
+        for name, p in aux_model.named_parameters():
+            if name.startswith(self.unused_params):
+                assert p.grad is None, f"{name} is declared unused but got a gradient"
+                continue
+            assert p.grad is not None, f"no gradient reaches {name}"
+            assert torch.isfinite(p.grad).all(), name
+        aux_model.zero_grad(set_to_none=True)
+
+    def test_param_count(self, model: SegModel) -> None:
+        n = sum(p.numel() for p in model.parameters())
+        lo, hi = self.param_range
+        assert lo <= n <= hi, f"{self.model_name}: {n} parameters, expected {lo}..{hi}"
+
+    def test_release_key_layout(self) -> None:
+        if self.key_list is None:
+            pytest.skip(f"no release key list for {self.model_name}")
+        expected = self.release_layout(parse_key_list(KEYS_DIR / self.key_list))
+        got = {k: tuple(v.shape) for k, v in create_model(self.model_name, 19, aux=True).state_dict().items()}
+        assert sorted(set(expected) - set(got)) == [], "keys in the release file the model lacks"
+        assert sorted(set(got) - set(expected)) == [], "keys the model has that the release file lacks"
+        assert {k: s for k, s in got.items() if expected[k] != s} == {}, "shape mismatches"
+
+
+def _within(n: int, rel: float = 0.10) -> tuple[int, int]:
+    return int(n * (1 - rel)), int(n * (1 + rel))
+
+
+class TestBiSeNetV1(ModelTester):
+    model_name = "bisenetv1"
+    # Measured 13,275,539 (19 classes, no aux): ResNet-18 trunk 11,176,512 (torchvision's
+    # 11,689,512 minus the 513,000-parameter fc) plus ~2.1M in ARMs, spatial path, FFM, head.
+    param_range = _within(13_275_539)
+    key_list = "bisenetv1.txt"
+
+    def test_resnet18_trunk_matches_torchvision_count(self, model: SegModel) -> None:
+        # Independent check of the backbone: ResNet-18 without fc has 11,176,512 parameters.
+        assert sum(p.numel() for p in model.cp.resnet.parameters()) == 11_176_512
+
+
+class TestBiSeNetV2(ModelTester):
+    model_name = "bisenetv2"
+    # Measured 3,358,627 (19 classes, no booster heads); the paper's model is ~3.4M.
+    param_range = _within(3_358_627)
+    key_list = "bisenetv2.txt"
+
+    def test_bga_sizes_match_at_odd_sizes(self, model: SegModel) -> None:
+        # The BGA's downsampled detail map must match the semantic 1/32 map for any side % 8 == 0.
+        for h, w in ((72, 104), (360, 480), (64, 88)):
+            x = make_input(1, h, w)
+            with torch.no_grad():
+                detail = model.detail(x)
+                semantic = model.segment(x)[4]
+                down = model.bga.left2(detail)
+            assert detail.shape[-2:] == (math.ceil(h / 8), math.ceil(w / 8))
+            assert down.shape[-2:] == semantic.shape[-2:] == (math.ceil(h / 32), math.ceil(w / 32))
+
+
+_STDC_DROPPED = re.compile(r"cp\.backbone\.(x(2|4|8|16|32)|conv_last|fc|bn|linear)\.")
+
+
+class _STDCTester(ModelTester):
+    unused_params = ("conv_out_sp2.", "conv_out_sp4.", "conv_out_sp16.")
+
+    def release_layout(self, file_layout: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+        # The converter drops the backbone aliases and the ImageNet classifier and
+        # fills num_batches_tracked of the 15 BatchNorms the file stores without it.
+        layout = {k: s for k, s in file_layout.items() if not _STDC_DROPPED.match(k)}
+        for k in [k for k in layout if k.endswith(".running_var")]:
+            layout.setdefault(k[: -len("running_var")] + "num_batches_tracked", ())
+        return layout
+
+
+class TestSTDC1(_STDCTester):
+    model_name = "stdc1"
+    # Measured 8,275,104 (19 classes, no aux); STDC1-Seg is reported at ~8.4M.
+    param_range = _within(8_275_104)
+    key_list = "stdc1_seg.txt"
+
+
+class TestSTDC2(_STDCTester):
+    model_name = "stdc2"
+    # Measured 12,305,568 (19 classes, no aux); STDC2-Seg is reported at ~12.5M.
+    param_range = _within(12_305_568)
+    key_list = "stdc2_seg.txt"
+
+
+# --- registry ------------------------------------------------------------------------
+
+
+def test_list_models_has_the_zoo() -> None:
+    names = list_models()
+    assert set(ALL_MODELS) <= set(names)
+    assert names == sorted(names)
+
+
+def test_unknown_model_names_the_choices() -> None:
+    with pytest.raises(UserInputError) as err:
+        create_model("nope")
+    msg = str(err.value)
+    assert "nope" in msg and "\n" not in msg
+    for name in ALL_MODELS:
+        assert name in msg
+
+
+@pytest.mark.parametrize("bad", [1, 0, -3, 2.5, "19"])
+def test_bad_num_classes_is_refused(bad: object) -> None:
+    with pytest.raises(UserInputError, match="num-classes"):
+        create_model("bisenetv2", bad)  # type: ignore[arg-type]
