@@ -1,0 +1,40 @@
+"""Fixtures shared across test files: small real artifacts built once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from _paths import SMALL_SIZE
+
+
+@pytest.fixture(scope="session")
+def small_onnx(tmp_path_factory) -> Path:
+    """STDC1 with seeded random weights exported as the deploy graph at 72x96, batch 1."""
+    from rtseg.export.onnx_export import export_onnx
+    from rtseg.models.deploy import load_for_deploy
+
+    loaded = load_for_deploy("stdc1", 11, None)
+    path = tmp_path_factory.mktemp("onnx") / "stdc1_72x96.onnx"
+    export_onnx(loaded.model, loaded.meta, input_size=SMALL_SIZE, path=path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_video(tmp_path_factory) -> Path:
+    """A real 40-frame 160x120 mp4v clip of synthetic street scenes."""
+    import cv2
+
+    from rtseg.core.synthetic import street_frame
+
+    path = tmp_path_factory.mktemp("video") / "street.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (160, 120))
+    assert writer.isOpened()
+    for t in range(40):
+        writer.write(street_frame(120, 160, t=t))
+    writer.release()
+    return path
