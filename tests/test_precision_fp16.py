@@ -151,9 +151,9 @@ def test_camvid_trained_model_fp16_agreement(tmp_path: Path) -> None:
     _ov_fp16_or_skip()
     frames = _camvid_frames(10)
     from rtseg.export.onnx_export import export_onnx
-    from rtseg.models.checkpoint import build_model
+    from rtseg.models.checkpoint import load_model
 
-    loaded = build_model(None, None, weights)
+    loaded = load_model(weights)
     src = tmp_path / "trained.onnx"
     export_onnx(loaded.model, loaded.meta, input_size=(360, 480), path=src, verify=False)
     dst = tmp_path / "trained_fp16.onnx"

@@ -1,0 +1,211 @@
+"""Explicit INT8 quantization: an ONNX with Q/DQ nodes, calibrated on the user's own frames.
+
+TensorRT 10.1 deprecated its implicit-quantization calibrators and TensorRT 11
+removed ``BuilderFlag.INT8``; the supported path on both is explicit
+quantization: the ONNX carries QuantizeLinear/DequantizeLinear pairs with the
+scales baked in, and a strongly typed build honours them. We produce that ONNX
+with ONNX Runtime's static quantizer, fed by frames decoded from the user's
+video or image folder.
+
+Choices, each because of what TensorRT accepts or what keeps accuracy:
+
+- activations and weights INT8 *symmetric* (zero point 0): TensorRT's INT8 Q/DQ
+  requires zero point 0;
+- weights per output channel (TensorRT's recommended weight granularity);
+- biases left in FP32 (TensorRT fuses them; it does not dequantize INT32);
+- only Conv/ConvTranspose/Gemm/MatMul inputs are quantized; the normalisation
+  at the graph start, the attention/pooling paths and the ArgMax stay float,
+  like the FP16 path keeps them in FP32;
+- the calibration reader feeds *uint8 BGR frames at model size*, exactly what
+  the deploy graph takes, so the graph's own preprocessing is what gets
+  calibrated (resized with cv2 linear, as the pipeline does).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rtseg.core.atomic import atomic_path
+from rtseg.core.errors import ExportError, UserInputError
+
+if TYPE_CHECKING:
+    import onnx
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+CALIB_METHODS = ("minmax", "percentile", "entropy")
+#: Ops whose inputs get Q/DQ pairs.
+QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+@dataclass(frozen=True)
+class Int8Report:
+    path: Path
+    calibration_frames: int
+    method: str
+    quantized_nodes: int  # nodes of QUANTIZED_OPS that received Q/DQ inputs
+
+
+def read_frames(source: str | os.PathLike[str], input_size: tuple[int, int], max_frames: int) -> np.ndarray:
+    """Up to ``max_frames`` uint8 BGR frames ``[N,H,W,3]`` at ``input_size`` from a video or folder.
+
+    Frames are spread evenly over the video (or the sorted image list), so a
+    long clip is sampled across its length rather than just its first seconds.
+    """
+    import cv2
+
+    if max_frames < 1:
+        raise UserInputError(f"calibration needs at least 1 frame, got max_frames={max_frames}")
+    h, w = input_size
+    src = Path(source)
+    frames: list[np.ndarray] = []
+    if src.is_dir():
+        files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise UserInputError(f"calibration folder {src} has no images ({', '.join(IMAGE_SUFFIXES)})")
+        step = max(1, len(files) // max_frames)
+        for p in files[::step][:max_frames]:
+            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            if img is None:
+                raise UserInputError(f"cannot decode calibration image {p}; remove it or convert it to JPEG/PNG")
+            frames.append(cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR))
+    elif src.is_file():
+        cap = cv2.VideoCapture(str(src))
+        if not cap.isOpened():
+            raise UserInputError(f"cannot open calibration video {src}; pass a video OpenCV can read or a folder of images")
+        try:
+            total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            # Containers without a frame count are read sequentially.
+            wanted = set(np.linspace(0, total - 1, num=min(max_frames, total)).astype(int).tolist()) \
+                if total > 0 else None
+            i = 0
+            while len(frames) < max_frames:
+                ok, img = cap.read()
+                if not ok:
+                    break
+                if wanted is None or i in wanted:
+                    frames.append(cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR))
+                i += 1
+        finally:
+            cap.release()
+        if not frames:
+            raise UserInputError(f"calibration video {src} has no readable frames")
+    else:
+        raise UserInputError(f"calibration source {src} does not exist; pass a video file or a folder of images")
+    return np.stack(frames)
+
+
+def _input_spec(model: onnx.ModelProto) -> tuple[str, tuple[int, int, int]]:
+    from onnx import TensorProto
+
+    inits = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        raise ExportError(f"expected one graph input (frames), found {len(inputs)}; quantize an rtseg deploy graph")
+    tt = inputs[0].type.tensor_type
+    dims = [d.dim_value for d in tt.shape.dim]
+    if tt.elem_type != TensorProto.UINT8 or len(dims) != 4 or dims[3] != 3 or min(dims) <= 0:
+        raise ExportError("INT8 quantization expects the deploy graph's fixed-shape uint8 [N,H,W,3] frames input; "
+                          "re-export with rtseg-export --format onnx")
+    return inputs[0].name, (dims[0], dims[1], dims[2])
+
+
+class FrameCalibrationReader:
+    """ONNX Runtime ``CalibrationDataReader`` over uint8 frames, in batches the graph takes."""
+
+    def __init__(self, input_name: str, frames: np.ndarray, batch: int) -> None:
+        self.input_name = input_name
+        n = (len(frames) // batch) * batch
+        if n == 0:
+            raise UserInputError(f"need at least {batch} calibration frames for batch {batch}, got {len(frames)}")
+        self._batches = [frames[i:i + batch] for i in range(0, n, batch)]
+        self._it: Iterator[np.ndarray] = iter(self._batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        b = next(self._it, None)
+        return None if b is None else {self.input_name: np.ascontiguousarray(b)}
+
+    def rewind(self) -> None:
+        self._it = iter(self._batches)
+
+
+def quantize_int8(
+    onnx_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    calib_source: str | os.PathLike[str] | None = None,
+    calib_frames: np.ndarray | None = None,
+    max_frames: int = 64,
+    method: str = "minmax",
+) -> Int8Report:
+    """File in, file out: write the explicit Q/DQ INT8 version of an FP32 deploy-graph ONNX atomically.
+
+    Calibrates on ``calib_frames`` (uint8 ``[N,H,W,3]`` at model size) or on
+    frames read from ``calib_source`` (video or folder).
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from rtseg.export.precision import PRECISION_META_KEY, _preprocessing_nodes, _set_meta
+
+    if method not in CALIB_METHODS:
+        raise UserInputError(f"unknown calibration method {method!r}; choose one of {', '.join(CALIB_METHODS)}")
+    src = Path(onnx_path)
+    if not src.is_file():
+        raise UserInputError(f"ONNX file {src} not found; export one first with `rtseg-export --format onnx`")
+    model = onnx.load(str(src))
+    name, (batch, h, w) = _input_spec(model)
+    if calib_frames is None:
+        if calib_source is None:
+            raise UserInputError("INT8 needs calibration frames: pass --calib-source VIDEO_OR_FOLDER "
+                                 "with footage like what the model will see")
+        calib_frames = read_frames(calib_source, (h, w), max_frames)
+    if calib_frames.dtype != np.uint8 or calib_frames.shape[1:] != (h, w, 3):
+        raise UserInputError(f"calibration frames must be uint8 [N,{h},{w},3], got "
+                             f"{calib_frames.dtype} {tuple(calib_frames.shape)}")
+
+    pre = _preprocessing_nodes(model.graph)
+    exclude = [n.name for i, n in enumerate(model.graph.node) if i in pre and n.name]
+    reader = FrameCalibrationReader(name, calib_frames, batch)
+    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+               "entropy": CalibrationMethod.Entropy}
+    extra: dict[str, Any] = {
+        "ActivationSymmetric": True,
+        "WeightSymmetric": True,
+        "QuantizeBias": False,
+    }
+    out = Path(out_path)
+    with atomic_path(out) as tmp:
+        try:
+            quantize_static(
+                str(src), str(tmp), reader,  # type: ignore[arg-type]  # duck-typed reader
+                quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True,
+                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+                calibrate_method=methods[method], extra_options=extra,
+            )
+        except (RuntimeError, ValueError) as exc:
+            raise ExportError(f"INT8 calibration failed: {str(exc).splitlines()[0]}; "
+                              "try --precision fp16 or another calibration method") from exc
+        q = onnx.load(str(tmp))
+        # quantize_static keeps metadata_props on current ONNX Runtime; make sure
+        # the rtseg metadata survives whatever version did the work.
+        have = {p.key for p in q.metadata_props}
+        for p in model.metadata_props:
+            if p.key not in have:
+                _set_meta(q, p.key, p.value)
+        _set_meta(q, PRECISION_META_KEY, "int8")
+        producers = {o: n for n in q.graph.node for o in n.output}
+        quantized = sum(
+            1 for n in q.graph.node if n.op_type in QUANTIZED_OPS
+            and n.input and n.input[0] in producers and producers[n.input[0]].op_type == "DequantizeLinear"
+        )
+        if quantized == 0:
+            raise ExportError("INT8 quantization inserted no Q/DQ nodes (no Conv/MatMul found); "
+                              "this model cannot run in INT8, use --precision fp16")
+        onnx.save(q, str(tmp))
+    return Int8Report(out, int(len(calib_frames) // batch * batch), method, quantized)
