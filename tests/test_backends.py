@@ -1,0 +1,95 @@
+"""Every CPU backend runs the same deploy graph and gives the same labels (f32)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from _paths import SAMPLE_CLIP, SMALL_SIZE
+
+from rtseg.core.errors import BackendError, UserInputError
+from rtseg.export.onnx_export import verification_frames
+from rtseg.runtime.factory import create_backend
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return verification_frames(6, *SMALL_SIZE, sample_video=SAMPLE_CLIP)
+
+
+def _labels(backend, frames):
+    with backend as be:
+        return np.concatenate([be.infer(frames[i:i + 1]) for i in range(len(frames))])
+
+
+def test_f32_backends_agree_exactly_enough(small_onnx, frames):
+    ort = _labels(create_backend("onnxruntime", small_onnx), frames)
+    ov = _labels(create_backend("openvino", small_onnx, precision="f32"), frames)
+    pt = _labels(create_backend("torch", None, model="stdc1", num_classes=11, input_size=SMALL_SIZE), frames)
+    assert ort.dtype == ov.dtype == pt.dtype == np.uint8
+    assert ort.shape == (6, *SMALL_SIZE)
+    # Same graph, f32 everywhere: only argmax ties within float rounding may differ.
+    assert np.mean(ort == pt) >= 0.9999
+    assert np.mean(ov == pt) >= 0.9999
+
+
+def test_bf16_agreement_is_reported(small_onnx, frames, record_property, capsys):
+    be = create_backend("openvino", small_onnx, precision="bf16")
+    bf16 = _labels(be, frames)
+    f32 = _labels(create_backend("onnxruntime", small_onnx), frames)
+    agreement = float(np.mean(bf16 == f32))
+    record_property("bf16_vs_f32_pixel_agreement", agreement)
+    with capsys.disabled():
+        print(f"\n[report] OpenVINO {be.info().precision} vs f32 label agreement (random weights): {agreement:.4%}")
+    assert be.info().precision in ("bf16", "f32")  # f32 only on CPUs without bf16 support
+    assert 0.0 <= agreement <= 1.0
+
+
+def test_backend_info_and_meta(small_onnx):
+    with create_backend("openvino", small_onnx, precision="f32", threads=1) as be:
+        info = be.info()
+        assert info.backend == "openvino" and info.precision == "f32" and info.threads == 1
+        assert be.meta.num_classes == 11 and be.input_shape == (1, *SMALL_SIZE)
+    with create_backend("ort", small_onnx) as be:
+        assert be.info().precision == "f32"
+
+
+def test_infer_checks_input(small_onnx):
+    with create_backend("onnxruntime", small_onnx) as be:
+        with pytest.raises(BackendError, match="resize frames"):
+            be.infer(np.zeros((1, 10, 10, 3), np.uint8))
+        with pytest.raises(BackendError, match="batch"):
+            be.infer(np.zeros((2, *SMALL_SIZE, 3), np.uint8))
+    be = create_backend("onnxruntime", small_onnx)
+    with pytest.raises(BackendError, match="before activate"):
+        be.infer(np.zeros((1, *SMALL_SIZE, 3), np.uint8))
+
+
+def test_bad_artifacts(tmp_path):
+    with pytest.raises(BackendError, match="does not exist"):
+        create_backend("onnxruntime", tmp_path / "missing.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not an onnx file")
+    with pytest.raises(BackendError, match="not a readable ONNX"):
+        create_backend("openvino", junk)
+    with pytest.raises(UserInputError, match="unknown backend"):
+        create_backend("cuda-magic", junk)
+    with pytest.raises(BackendError, match="precision"):
+        create_backend("openvino", junk, precision="int4")
+
+
+def test_onnx_backends_do_not_import_torch_or_qt(small_onnx):
+    code = (
+        "import sys, numpy as np\n"
+        "import rtseg\n"
+        "assert 'torch' not in sys.modules and 'PyQt6' not in sys.modules\n"
+        "from rtseg.runtime.factory import create_backend\n"
+        f"for kind in ('onnxruntime', 'openvino'):\n"
+        f"    with create_backend(kind, {str(small_onnx)!r}, precision='f32') as be:\n"
+        f"        be.infer(np.zeros((1, {SMALL_SIZE[0]}, {SMALL_SIZE[1]}, 3), np.uint8))\n"
+        "bad = [m for m in ('torch', 'PyQt6', 'tensorrt') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
