@@ -145,10 +145,11 @@ def _read(path: Path) -> Any:
     if not path.is_file():
         raise CheckpointError(f"weights path {path} is not a file; pass the .pth/.pt file itself")
     with open(path, "rb") as f:
-        head = f.read(2)
+        head = f.read(4)
     # torch.save writes a zip archive (since 1.6) or, before that, a pickle stream
     # (protocol 2 starts with 0x80 0x02); anything else cannot be a PyTorch file.
-    if not (zipfile.is_zipfile(path) or head == b"\x80\x02"):
+    # Only the magic bytes are checked, so a truncated archive is reported as such below.
+    if not (head == b"PK\x03\x04" or head[:2] == b"\x80\x02"):
         raise CheckpointError(f"{path.name} is not a PyTorch weights file (torch.save output); "
                               f"pass a .pth/.pt checkpoint, not an ONNX/engine/image file")
     try:
