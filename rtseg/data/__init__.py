@@ -1,0 +1,1 @@
+"""Datasets, augmentation and dataset checks (numpy + OpenCV only, no torch)."""

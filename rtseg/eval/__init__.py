@@ -1,0 +1,1 @@
+"""Evaluation: confusion-matrix metrics and dataset evaluation of any backend."""

@@ -1,0 +1,146 @@
+"""Evaluate a deploy artifact on a dataset split, through its backend.
+
+Every backend runs the deploy graph (uint8 BGR frames in, uint8 labels out),
+so what is measured here is exactly what ships: frames are resized to the
+artifact's input size the way the live pipeline does (linear), and predicted
+labels are resized back to the ground truth's size (nearest) for scoring.
+
+Threading: everything here runs on the caller's thread, which owns the
+backend(s) for the duration of the call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from rtseg.core.errors import UserInputError
+from rtseg.data.augment import resize_for_model
+from rtseg.data.datasets import SegDataset
+from rtseg.eval.metrics import ConfusionMatrix, SegMetrics
+
+ProgressFn = Callable[[int, int], None]
+
+
+def labels_to_size(pred: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Resize a uint8 label map to ``shape`` (H, W) with nearest neighbour (ids are not intensities)."""
+    if pred.shape == tuple(shape):
+        return pred
+    return cv2.resize(pred, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+
+
+def check_compatible(backend: Any, ds: SegDataset) -> None:
+    """Refuse an artifact whose classes differ from the dataset's."""
+    meta = backend.meta
+    if meta.num_classes != ds.info.num_classes:
+        raise UserInputError(
+            f"the artifact predicts {meta.num_classes} classes but dataset {ds.info.name} has "
+            f"{ds.info.num_classes}; evaluate it on a dataset with the same classes"
+        )
+
+
+def _batches(backend: Any, ds: SegDataset, limit: int | None):
+    """Yield ``(indices, labels)`` per backend batch; a fixed-batch artifact gets its
+    last batch padded with repeats of the last frame, whose results are dropped."""
+    n_batch, h, w = backend.input_shape
+    n = min(len(ds), limit) if limit else len(ds)
+    for s in range(0, n, n_batch):
+        idx = list(range(s, min(n, s + n_batch)))
+        frames = [resize_for_model(ds.load_image(i), (h, w)) for i in idx]
+        while len(frames) < n_batch:
+            frames.append(frames[-1])
+        labels = backend.infer(np.stack(frames))
+        yield idx, labels[: len(idx)]
+
+
+def evaluate_backend(backend: Any, ds: SegDataset, *, limit: int | None = None,
+                     progress: ProgressFn | None = None) -> SegMetrics:
+    """Confusion-matrix metrics of an active backend on ``ds`` (the first ``limit`` pairs)."""
+    check_compatible(backend, ds)
+    cm = ConfusionMatrix(ds.info.num_classes, ds.info.ignore_index)
+    n = min(len(ds), limit) if limit else len(ds)
+    done = 0
+    for idx, labels in _batches(backend, ds, limit):
+        for i, pred in zip(idx, labels, strict=True):
+            gt = ds.load_label(i)
+            cm.update(labels_to_size(pred, gt.shape), gt)
+        done += len(idx)
+        if progress:
+            progress(done, n)
+    return cm.result(ds.info.class_names)
+
+
+@dataclass
+class ParityReport:
+    """Per-frame agreement between two backends' labels (at the artifacts' input size)."""
+
+    backend_a: str
+    backend_b: str
+    frames: list[tuple[str, float]] = field(default_factory=list)  # (name, fraction of equal labels)
+    metrics_a: SegMetrics | None = None
+    metrics_b: SegMetrics | None = None
+
+    @property
+    def mean_agreement(self) -> float:
+        return float(np.mean([a for _, a in self.frames])) if self.frames else float("nan")
+
+    @property
+    def min_agreement(self) -> float:
+        return float(min(a for _, a in self.frames)) if self.frames else float("nan")
+
+    def worst(self, k: int = 5) -> list[tuple[str, float]]:
+        return sorted(self.frames, key=lambda t: t[1])[:k]
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "backend_a": self.backend_a, "backend_b": self.backend_b,
+            "mean_agreement": self.mean_agreement, "min_agreement": self.min_agreement,
+            "frames": [{"name": n, "agreement": a} for n, a in self.frames],
+        }
+        if self.metrics_a is not None and self.metrics_b is not None:
+            d["miou_a"], d["miou_b"] = self.metrics_a.miou, self.metrics_b.miou
+        return d
+
+    def format_text(self) -> str:
+        lines = [f"parity {self.backend_a} vs {self.backend_b} on {len(self.frames)} frames: "
+                 f"mean agreement {100 * self.mean_agreement:.3f}%, min {100 * self.min_agreement:.3f}%"]
+        if self.metrics_a is not None and self.metrics_b is not None:
+            lines.append(f"mIoU {self.backend_a}: {100 * self.metrics_a.miou:.2f}%, "
+                         f"{self.backend_b}: {100 * self.metrics_b.miou:.2f}% "
+                         f"(difference {100 * (self.metrics_b.miou - self.metrics_a.miou):+.2f} points)")
+        lines.append("least agreeing frames: " + ", ".join(f"{n} {100 * a:.2f}%" for n, a in self.worst()))
+        return "\n".join(lines)
+
+
+def parity(backend_a: Any, backend_b: Any, ds: SegDataset, *, limit: int | None = None,
+           names: tuple[str, str] = ("a", "b"), progress: ProgressFn | None = None) -> ParityReport:
+    """Run both active backends on the same frames; compare their labels frame by frame
+    and score both against the ground truth."""
+    check_compatible(backend_a, ds)
+    check_compatible(backend_b, ds)
+    if backend_a.input_shape[1:] != backend_b.input_shape[1:]:
+        raise UserInputError(f"the two artifacts take different input sizes ({backend_a.input_shape[1:]} vs "
+                             f"{backend_b.input_shape[1:]}); export both at the same size to compare them")
+    rep = ParityReport(*names)
+    cms = [ConfusionMatrix(ds.info.num_classes, ds.info.ignore_index) for _ in range(2)]
+    n = min(len(ds), limit) if limit else len(ds)
+    it_b = _batches(backend_b, ds, limit)
+    done = 0
+    for idx, la in _batches(backend_a, ds, limit):
+        idx_b, lb = next(it_b)
+        assert idx_b == idx
+        for i, pa, pb in zip(idx, la, lb, strict=True):
+            rep.frames.append((ds.name_of(i), float((pa == pb).mean())))
+            gt = ds.load_label(i)
+            cms[0].update(labels_to_size(pa, gt.shape), gt)
+            cms[1].update(labels_to_size(pb, gt.shape), gt)
+        done += len(idx)
+        if progress:
+            progress(done, n)
+    rep.metrics_a = cms[0].result(ds.info.class_names)
+    rep.metrics_b = cms[1].result(ds.info.class_names)
+    return rep

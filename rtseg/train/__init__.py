@@ -1,0 +1,1 @@
+"""Training: losses, detail guidance, LR schedule, the trainer loop (imports torch)."""

@@ -1,0 +1,37 @@
+"""Turn a training run's best checkpoint into a shippable file (FP16 weights, same format)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from rtseg.core.atomic import atomic_path
+from rtseg.core.errors import UserInputError
+
+
+def export_best(src: str | Path, dest: str | Path, *, fp16: bool = True) -> str:
+    """Copy the rtseg checkpoint ``src`` to ``dest`` without the training-only heads'
+    optimizer-free extras, floating-point tensors cast to FP16 when ``fp16``.
+
+    BatchNorm statistics and weights survive FP16 casting well within the
+    network's own tolerance; ``load_model`` casts them back to float32.
+    Returns a one-line summary.
+    """
+    src, dest = Path(src), Path(dest)
+    if not src.is_file():
+        raise UserInputError(f"{src} does not exist: the run has not validated yet (see --eval-every)")
+    obj = torch.load(src, map_location="cpu", weights_only=True)
+    if not isinstance(obj, dict) or "state_dict" not in obj:
+        raise UserInputError(f"{src} is not an rtseg checkpoint")
+    sd = obj["state_dict"]
+    if fp16:
+        sd = {k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}
+    obj = dict(obj, state_dict=sd)
+    with atomic_path(dest) as tmp:
+        torch.save(obj, tmp)
+    extra = obj.get("extra") or {}
+    miou = extra.get("val_miou")
+    size_mb = dest.stat().st_size / 1e6
+    return (f"wrote {dest} ({size_mb:.1f} MB, {'fp16' if fp16 else 'fp32'} weights) from iteration "
+            f"{extra.get('iteration', '?')}" + (f", val mIoU {100 * miou:.2f}%" if miou is not None else ""))

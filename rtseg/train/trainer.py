@@ -1,0 +1,588 @@
+"""The training loop: data, losses, SGD with poly LR, checkpoints, resume, validation, logs.
+
+One process, one thread of control: ``Trainer.run`` is called from the main
+thread and does everything there. The only other threads/processes are the
+DataLoader workers, which build whole batches (decode, augment, normalise) from
+nothing but an iteration number, so they share no state with the loop.
+
+Resume is exact: the LR is a function of the iteration, the batch of iteration
+``i`` is a function of (seed, i), and the resume state holds model, optimizer
+(momentum buffers), AMP scaler and the best validation score so far.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from rtseg.core.atomic import atomic_path
+from rtseg.core.datasets_meta import IMAGENET_MEAN, IMAGENET_STD
+from rtseg.core.errors import UserInputError
+from rtseg.core.meta import ModelMeta
+from rtseg.data.augment import AugmentConfig, TrainAugment, normalize_bgr, resize_for_model
+from rtseg.data.datasets import DEFAULT_CAMVID_ROOT, SegDataset, open_dataset, require_nonempty
+from rtseg.eval.metrics import ConfusionMatrix, SegMetrics
+from rtseg.train.detail import DetailLoss
+from rtseg.train.losses import OhemCrossEntropy
+from rtseg.train.schedule import param_groups, poly_lr, set_lr
+
+RESUME_FILE = "last.pt"
+BEST_FILE = "best.pt"
+TRAIN_LOG = "train_log.csv"
+VAL_LOG = "val_log.csv"
+CURVES = "curves.png"
+STATE_FORMAT = "rtseg-train-state"
+
+#: Config fields that change the maths of the run: a resume must not silently change them.
+_FIXED_ON_RESUME = ("model", "dataset_kind", "crop", "input_size", "batch_size", "lr", "momentum",
+                    "weight_decay", "warmup_iters", "ohem_thresh", "aux_weight", "detail_weight",
+                    "scale", "seed", "init", "limit_train")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved in every checkpoint)."""
+
+    model: str = "stdc1"
+    data: str = DEFAULT_CAMVID_ROOT
+    dataset_kind: str = "auto"
+    train_split: str = "train"
+    val_split: str | None = "val"
+    out_dir: str = "~/.cache/rtseg/train/run"
+    crop: tuple[int, int] = (360, 480)  # (H, W) training crop
+    input_size: tuple[int, int] | None = None  # (H, W) deploy/validation size; None = the crop
+    batch_size: int = 8
+    iters: int = 20000
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_iters: int = 1000
+    scale: tuple[float, float] = (0.5, 2.0)
+    ohem_thresh: float = 0.7
+    aux_weight: float = 1.0
+    detail_weight: float = 1.0
+    checkpoint_every: int = 100
+    eval_every: int = 500
+    log_every: int = 10
+    workers: int = 1
+    threads: int | None = None
+    device: str = "auto"
+    amp: bool = True  # CUDA only
+    channels_last: bool = True  # CUDA only
+    seed: int = 0
+    init: str | None = None  # weights to start from (rtseg checkpoint or public release file)
+    tensorboard: bool = False
+    limit_train: int | None = None  # use only the first N training pairs (tiny fine-tunes, tests)
+    limit_val: int | None = None
+    command: str | None = None  # the command line that started the run, for the record
+
+    def resolved_input_size(self) -> tuple[int, int]:
+        return tuple(self.input_size or self.crop)  # type: ignore[return-value]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for k in ("crop", "input_size", "scale"):
+            if d[k] is not None:
+                d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        d = {k: v for k, v in d.items() if k in {f.name for f in dataclasses.fields(cls)}}
+        for k in ("crop", "input_size", "scale"):
+            if d.get(k) is not None:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+    def check(self) -> None:
+        from rtseg.models.deploy import check_input_size
+
+        check_input_size(*self.crop)
+        check_input_size(*self.resolved_input_size())
+        for name in ("batch_size", "iters", "checkpoint_every", "eval_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise UserInputError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.batch_size < 2:
+            raise UserInputError("--batch-size must be at least 2 (BatchNorm needs more than one sample)")
+        if not 0 < self.scale[0] <= self.scale[1]:
+            raise UserInputError("--scale must be MIN MAX with 0 < MIN <= MAX, e.g. 0.5 2.0")
+        if self.warmup_iters < 0 or self.warmup_iters >= self.iters:
+            raise UserInputError("--warmup-iters must be >= 0 and below --iters")
+        if self.workers < 0:
+            raise UserInputError("--workers must be >= 0")
+
+
+def _sample_index(seed: int, g: int, n: int, _cache: dict[tuple[int, int], np.ndarray] = {}) -> int:  # noqa: B006
+    """Index of the ``g``-th training sample of the run: epoch-wise shuffles from (seed, epoch).
+
+    The cache is per process (each DataLoader worker has its own); it keeps one permutation.
+    """
+    epoch, pos = divmod(g, n)
+    key = (seed, epoch)
+    perm = _cache.get(key)
+    if perm is None:
+        _cache.clear()
+        perm = np.random.default_rng([seed, epoch]).permutation(n)
+        _cache[key] = perm
+    return int(perm[pos])
+
+
+class IterationBatches(Dataset):
+    """``batches[i]`` = the augmented, normalised batch of iteration ``i`` (deterministic).
+
+    Built in DataLoader workers (or inline with ``workers=0``).
+    """
+
+    def __init__(self, ds: SegDataset, augment: TrainAugment, batch_size: int, seed: int,
+                 mean: tuple[float, float, float], std: tuple[float, float, float], total: int,
+                 limit: int | None = None) -> None:
+        self.ds = ds
+        self.augment = augment
+        self.batch_size = batch_size
+        self.seed = seed
+        self.mean, self.std = mean, std
+        self.total = total
+        self.n = min(len(ds), limit) if limit else len(ds)
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __getitem__(self, it: int) -> tuple[torch.Tensor, torch.Tensor]:
+        xs, ys = [], []
+        for j in range(self.batch_size):
+            idx = _sample_index(self.seed, it * self.batch_size + j, self.n)
+            img, lab = self.ds.load(idx)
+            rng = np.random.default_rng([self.seed, it, j])
+            img, lab = self.augment(img, lab, rng)
+            xs.append(normalize_bgr(img, self.mean, self.std))
+            ys.append(lab)
+        return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys).astype(np.int64))
+
+
+class _Range(torch.utils.data.Sampler[int]):
+    def __init__(self, start: int, stop: int) -> None:
+        self.start, self.stop = start, stop
+
+    def __iter__(self):
+        return iter(range(self.start, self.stop))
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+
+class Progress:
+    """Progress line on stderr: a live bar on a terminal, a plain line every
+    ``every`` iterations otherwise (nohup logs)."""
+
+    def __init__(self, total: int, start: int, every: int, stream=None) -> None:
+        self.total, self.start, self.every = total, start, every
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.t0 = time.perf_counter()
+
+    def update(self, it: int, loss: float, lr: float) -> float:
+        """Report finished iteration ``it`` (1-based count); returns iterations per second."""
+        done = it - self.start
+        elapsed = time.perf_counter() - self.t0
+        rate = done / elapsed if elapsed > 0 else 0.0
+        if self.tty or it % self.every == 0 or it == self.total:
+            eta = (self.total - it) / rate if rate > 0 else float("inf")
+            frac = it / self.total
+            bar = "#" * int(frac * 24)
+            line = (f"[{bar:<24}] {it}/{self.total} loss {loss:.4f} lr {lr:.2e} "
+                    f"{rate:.2f} it/s eta {_fmt_time(eta)}")
+            if self.tty:
+                self.stream.write("\r" + line)
+            else:
+                self.stream.write(line + "\n")
+            self.stream.flush()
+        return rate
+
+    def message(self, text: str) -> None:
+        if self.tty:
+            self.stream.write("\n")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def _fmt_time(s: float) -> str:
+    if not math.isfinite(s):
+        return "?"
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class CsvLog:
+    """Append-only CSV log keyed by ``iteration``. Opening it for a run resumed at
+    ``start`` drops rows at or beyond ``start`` (written after the last checkpoint
+    by an interrupted run), so the log never holds an iteration twice."""
+
+    def __init__(self, path: Path, fields: list[str], start: int) -> None:
+        self.path, self.fields = path, fields
+        rows: list[dict[str, str]] = []
+        if path.is_file() and start > 0:
+            with path.open(newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(float(r.get("iteration") or 0)) < start]
+        with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+
+    def append(self, row: dict[str, Any]) -> None:
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore").writerow(row)
+
+
+def dataset_meta(model_name: str, ds: SegDataset, input_size: tuple[int, int]) -> ModelMeta:
+    """The metadata a model trained on ``ds`` ships with (ImageNet RGB normalisation)."""
+    return ModelMeta(model=model_name, class_names=ds.info.class_names, palette=ds.info.palette,
+                     mean=IMAGENET_MEAN, std=IMAGENET_STD, channel_order="RGB",
+                     input_size=tuple(input_size), dataset=ds.info.name)
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, ds: SegDataset, meta: ModelMeta, input_size: tuple[int, int],
+             device: torch.device, limit: int | None = None, batch: int = 4) -> SegMetrics:
+    """mIoU of ``model`` on ``ds`` through the deploy graph (BGR uint8 in, labels out), the
+    way every backend runs it: frames resized to ``input_size``, predictions resized back
+    (nearest) to the label size. Leaves the model in eval mode."""
+    from rtseg.eval.evaluate import labels_to_size
+    from rtseg.models.deploy import DeployGraph
+
+    graph = DeployGraph(model, meta).to(device)  # puts the model in eval mode
+    cm = ConfusionMatrix(ds.info.num_classes, ds.info.ignore_index)
+    n = min(len(ds), limit) if limit else len(ds)
+    for s in range(0, n, batch):
+        samples = [ds.load(i) for i in range(s, min(n, s + batch))]
+        frames = np.stack([resize_for_model(img, input_size) for img, _ in samples])
+        labels = graph(torch.from_numpy(frames).to(device)).cpu().numpy()
+        for pred, (_, gt) in zip(labels, samples, strict=True):
+            cm.update(labels_to_size(pred, gt.shape), gt)
+    return cm.result(ds.info.class_names)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserInputError(f"--device {name}: CUDA is not available here; use --device cpu")
+    return dev
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    iteration: int
+    best_miou: float | None
+    best_iteration: int | None
+    last_loss: float | None
+    losses: list[float] = field(default_factory=list)  # per iteration run in this call
+
+
+class Trainer:
+    """Train ``cfg.model`` on ``cfg.data``. ``run()`` resumes from ``out_dir/last.pt`` when it
+    exists (unless ``restart``), trains to ``cfg.iters`` (or ``stop_at``), and writes
+    ``last.pt`` (resume state), ``best.pt`` (best val mIoU, rtseg checkpoint format),
+    ``train_log.csv``, ``val_log.csv`` and ``curves.png`` into ``out_dir``.
+    """
+
+    def __init__(self, cfg: TrainConfig, *, restart: bool = False, stream=None) -> None:
+        cfg.check()
+        self.cfg = cfg
+        self.out = Path(os.path.expanduser(cfg.out_dir))
+        self.restart = restart
+        self.stream = stream or sys.stderr
+
+    def _log(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    # -- resume state --------------------------------------------------------
+    def _load_state(self) -> dict[str, Any] | None:
+        path = self.out / RESUME_FILE
+        if self.restart or not path.is_file():
+            return None
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # a truncated file cannot happen (atomic writes) but a foreign one can
+            raise UserInputError(f"cannot read resume state {path} ({type(e).__name__}); "
+                                 f"pass --restart to start over or choose another --out") from None
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise UserInputError(f"{path} is not an rtseg-train resume state; pass --restart or another --out")
+        saved = TrainConfig.from_dict(state["config"])
+        diffs = [k for k in _FIXED_ON_RESUME if getattr(saved, k) != getattr(self.cfg, k)]
+        if diffs:
+            what = ", ".join(f"{k}: saved {getattr(saved, k)!r} vs now {getattr(self.cfg, k)!r}" for k in diffs)
+            raise UserInputError(f"{path} was trained with different settings ({what}); use the same "
+                                 f"settings to resume, --restart to start over, or another --out")
+        return state
+
+    def _save_state(self, model, optimizer, scaler, it: int, best: dict[str, Any]) -> None:
+        state = {
+            "format": STATE_FORMAT,
+            "iteration": it,
+            "config": self.cfg.to_dict(),
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "best": best,
+        }
+        with atomic_path(self.out / RESUME_FILE) as tmp:
+            torch.save(state, tmp)
+
+    # -- the loop ------------------------------------------------------------
+    def run(self, stop_at: int | None = None) -> TrainResult:
+        """Train until ``cfg.iters`` (or ``stop_at``, for tests and time-boxed runs)."""
+        from rtseg.models import create_model
+        from rtseg.models.checkpoint import save_checkpoint
+
+        cfg = self.cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        device = pick_device(cfg.device)
+        cuda = device.type == "cuda"
+        train_ds = require_nonempty(open_dataset(cfg.data, cfg.train_split, cfg.dataset_kind))
+        val_ds = None
+        if cfg.val_split:
+            val_ds = require_nonempty(open_dataset(cfg.data, cfg.val_split, cfg.dataset_kind))
+        info = train_ds.info
+        if train_ds.orphan_images or train_ds.orphan_labels:
+            self._log(f"warning: {len(train_ds.orphan_images)} images and {len(train_ds.orphan_labels)} labels "
+                      f"have no partner and are skipped (rtseg-data-check lists them)")
+        input_size = cfg.resolved_input_size()
+        meta = dataset_meta(cfg.model, train_ds, input_size)
+
+        torch.manual_seed(cfg.seed)
+        model = create_model(cfg.model, info.num_classes, aux=True)
+        if cfg.init:
+            self._init_from(model, cfg.init)
+        model.to(device)
+        if cuda and cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
+        optimizer = torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
+        scaler = torch.amp.GradScaler("cuda") if (cuda and cfg.amp) else None
+
+        start = 0
+        best: dict[str, Any] = {"miou": None, "iteration": None}
+        state = self._load_state()
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            start = int(state["iteration"])
+            best = dict(state["best"])
+            saved_iters = state["config"]["iters"]
+            note = f" (planned total changed {saved_iters} -> {cfg.iters}: the LR curve follows the new total)" \
+                if saved_iters != cfg.iters else ""
+            self._log(f"resuming {self.out / RESUME_FILE} at iteration {start}{note}")
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2) + "\n")
+
+        end = min(cfg.iters, stop_at) if stop_at is not None else cfg.iters
+        names = list(info.class_names)
+        train_log = CsvLog(self.out / TRAIN_LOG, ["iteration", "loss", "loss_main", "loss_aux", "loss_detail",
+                                                  "lr", "it_per_s", "time"], start)
+        val_log = CsvLog(self.out / VAL_LOG, ["iteration", "miou", "pixel_accuracy"] + names, start)
+        tb = self._tensorboard() if cfg.tensorboard else None
+
+        ohem = OhemCrossEntropy(info.ignore_index, cfg.ohem_thresh)
+        detail_loss = DetailLoss(info.ignore_index)
+        augment = TrainAugment(AugmentConfig(crop=cfg.crop, scale=cfg.scale, ignore_index=info.ignore_index))
+        batches = IterationBatches(train_ds, augment, cfg.batch_size, cfg.seed, meta.mean, meta.std,
+                                   cfg.iters, cfg.limit_train)
+        loader = DataLoader(batches, batch_size=None, sampler=_Range(start, end), num_workers=cfg.workers,
+                            pin_memory=cuda, prefetch_factor=2 if cfg.workers else None)
+
+        self._log(f"training {cfg.model} on {info.name} ({batches.n} images, {info.num_classes} classes) "
+                  f"on {device}: iterations {start} -> {end} of {cfg.iters}, batch {cfg.batch_size}, "
+                  f"crop {cfg.crop[0]}x{cfg.crop[1]}, out {self.out}")
+        progress = Progress(end, start, cfg.log_every, self.stream)
+        result = TrainResult(self.out, start, best["miou"], best["iteration"], None)
+        model.train()
+        it = start
+        ema = None
+        try:
+            for x, y in loader:
+                lr = poly_lr(it, cfg.iters, cfg.lr, warmup_iters=cfg.warmup_iters)
+                set_lr(optimizer, lr)
+                x = x.to(device, non_blocking=True)
+                y = y.to(device, non_blocking=True)
+                if cuda and cfg.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device.type, dtype=torch.float16, enabled=scaler is not None):
+                    out = model(x)
+                parts = self._losses(out, y, ohem, detail_loss)
+                loss = parts["loss_main"] + cfg.aux_weight * parts["loss_aux"] \
+                    + cfg.detail_weight * parts["loss_detail"]
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+                it += 1
+                lv = float(loss.detach())
+                if not math.isfinite(lv):
+                    raise UserInputError(f"the loss became {lv} at iteration {it}; lower --lr (now {cfg.lr}) "
+                                         f"and resume from the last checkpoint")
+                result.losses.append(lv)
+                ema = lv if ema is None else 0.9 * ema + 0.1 * lv
+                rate = progress.update(it, ema, lr)
+                if it % cfg.log_every == 0 or it == end:
+                    row = {"iteration": it, "loss": f"{lv:.5f}", "lr": f"{lr:.6g}", "it_per_s": f"{rate:.4f}",
+                           "time": f"{time.time():.0f}"}
+                    row.update({k: f"{float(v.detach()):.5f}" for k, v in parts.items()})
+                    train_log.append(row)
+                    if tb is not None:
+                        tb.add_scalar("loss/total", lv, it)
+                        tb.add_scalar("lr", lr, it)
+                if val_ds is not None and (it % cfg.eval_every == 0 or it == cfg.iters):
+                    best = self._evaluate(model, val_ds, meta, input_size, device, it, best, val_log, tb,
+                                          progress, save_checkpoint)
+                    model.train()
+                if it % cfg.checkpoint_every == 0 or it == end:
+                    self._save_state(model, optimizer, scaler, it, best)
+        except KeyboardInterrupt:
+            # Keep what finished: the next run resumes from here.
+            if it > start:
+                self._save_state(model, optimizer, scaler, it, best)
+                progress.message(f"interrupted: state saved at iteration {it} in {self.out / RESUME_FILE}")
+            raise
+        finally:
+            if tb is not None:
+                tb.close()
+        if it > start or not (self.out / CURVES).exists():
+            try:
+                plot_curves(self.out / TRAIN_LOG, self.out / VAL_LOG, self.out / CURVES)
+            except Exception as e:  # a plot must never cost a finished run
+                progress.message(f"could not draw the curves ({e})")
+        best_txt = "-" if best["miou"] is None else f"{100 * best['miou']:.2f}% at iteration {best['iteration']}"
+        progress.message(f"done: iteration {it} of {cfg.iters}; best val mIoU {best_txt}; "
+                         f"logs and checkpoints in {self.out}")
+        result.iteration = it
+        result.best_miou, result.best_iteration = best["miou"], best["iteration"]
+        result.last_loss = result.losses[-1] if result.losses else None
+        return result
+
+    @staticmethod
+    def _losses(out: dict[str, torch.Tensor], y: torch.Tensor, ohem: OhemCrossEntropy,
+                detail_loss: DetailLoss) -> dict[str, torch.Tensor]:
+        zero = out["out"].new_zeros(()).float()
+        parts = {"loss_main": ohem(out["out"], y), "loss_aux": zero, "loss_detail": zero}
+        for key, value in out.items():
+            if key == "out":
+                continue
+            if key.startswith("detail"):
+                parts["loss_detail"] = parts["loss_detail"] + detail_loss(value, y)
+            else:
+                parts["loss_aux"] = parts["loss_aux"] + ohem(value, y)
+        return parts
+
+    def _evaluate(self, model, val_ds, meta, input_size, device, it, best, val_log, tb, progress,
+                  save_checkpoint) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        metrics = validate(model, val_ds, meta, input_size, device, self.cfg.limit_val)
+        row = {"iteration": it, "miou": f"{metrics.miou:.5f}", "pixel_accuracy": f"{metrics.pixel_accuracy:.5f}"}
+        row.update({n: ("" if v is None else f"{v:.5f}") for n, v in metrics.per_class().items()})
+        val_log.append(row)
+        if tb is not None:
+            tb.add_scalar("val/miou", metrics.miou, it)
+        improved = best["miou"] is None or metrics.miou > best["miou"]
+        progress.message(f"val @ {it}: mIoU {100 * metrics.miou:.2f}%, pixel acc "
+                         f"{100 * metrics.pixel_accuracy:.2f}% ({time.perf_counter() - t0:.0f}s)"
+                         f"{' - new best' if improved else ''}")
+        if improved:
+            best = {"miou": metrics.miou, "iteration": it}
+            extra = {"iteration": it, "val_split": self.cfg.val_split, "val_miou": metrics.miou,
+                     "val_pixel_accuracy": metrics.pixel_accuracy, "val_per_class_iou": metrics.per_class(),
+                     "train_config": self.cfg.to_dict()}
+            bmeta = meta.with_(weights=f"rtseg-train {self.cfg.model} on {val_ds.info.name}, iteration {it}",
+                               extra={"val_miou": metrics.miou})
+            save_checkpoint(self.out / BEST_FILE, model, bmeta, extra=extra)
+        return best
+
+    def _init_from(self, model, path: str) -> None:
+        from rtseg.models.checkpoint import load_model
+
+        loaded = load_model(path)
+        src = loaded.model.state_dict()
+        dst = model.state_dict()
+        # Take every tensor whose name and shape match (a backbone, or a model
+        # trained on another dataset minus its classifiers); report the rest.
+        take = {k: v for k, v in src.items() if k in dst and dst[k].shape == v.shape}
+        model.load_state_dict(take, strict=False)
+        self._log(f"initialised {len(take)}/{len(dst)} tensors from {path} "
+                  f"({len(dst) - len(take)} keep their random initialisation)")
+
+    def _tensorboard(self):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise UserInputError("--tensorboard needs the tensorboard package: pip install tensorboard "
+                                 "(or pip install 'rtseg[train]'); the CSV logs work without it") from None
+        return SummaryWriter(str(self.out / "tensorboard"))
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def plot_curves(train_csv: Path, val_csv: Path, out_png: Path, size: tuple[int, int] = (900, 420)) -> Path:
+    """Draw loss (left) and val mIoU (right) against iterations into a PNG with OpenCV.
+
+    OpenCV is already a dependency, so the plot needs no plotting library.
+    """
+    import cv2
+
+    w, h = size
+    img = np.full((h, w, 3), 255, np.uint8)
+    panels = [("train loss", _read_csv(train_csv), "loss", (40, 40, 200)),
+              ("val mIoU %", _read_csv(val_csv), "miou", (40, 140, 40))]
+    pw = w // 2
+    for k, (title, rows, key, colour) in enumerate(panels):
+        x0, y0, x1, y1 = k * pw + 60, 30, (k + 1) * pw - 20, h - 40
+        cv2.rectangle(img, (x0, y0), (x1, y1), (0, 0, 0), 1)
+        cv2.putText(img, title, (x0, y0 - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        pts = [(float(r["iteration"]), float(r[key]) * (100 if key == "miou" else 1))
+               for r in rows if r.get(key) not in (None, "")]
+        if not pts:
+            cv2.putText(img, "no data yet", (x0 + 10, (y0 + y1) // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                        (120, 120, 120), 1, cv2.LINE_AA)
+            continue
+        xs, ys = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+        xmin, xmax = float(xs.min()), float(max(xs.max(), xs.min() + 1))
+        ymin, ymax = float(ys.min()), float(ys.max())
+        if ymax - ymin < 1e-9:
+            ymin, ymax = ymin - 1, ymax + 1
+        px = (x0 + (xs - xmin) / (xmax - xmin) * (x1 - x0)).astype(np.int32)
+        py = (y1 - (ys - ymin) / (ymax - ymin) * (y1 - y0)).astype(np.int32)
+        cv2.polylines(img, [np.stack([px, py], 1).reshape(-1, 1, 2)], False, colour, 1, cv2.LINE_AA)
+        if len(pts) == 1:
+            cv2.circle(img, (int(px[0]), int(py[0])), 3, colour, -1)
+        for val, yy in ((ymax, y0 + 5), (ymin, y1)):
+            cv2.putText(img, f"{val:.3g}", (x0 - 55, yy), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        for val, xx in ((xmin, x0), (xmax, x1 - 40)):
+            cv2.putText(img, f"{val:.0f}", (xx, y1 + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    with atomic_path(out_png) as tmp:
+        if not cv2.imwrite(str(tmp), img):
+            raise OSError(f"OpenCV could not write {out_png}")
+    return out_png
