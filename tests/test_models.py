@@ -28,6 +28,8 @@ from torch import nn
 from rtseg.core.errors import UserInputError
 from rtseg.models import create_model, list_models
 from rtseg.models.base import MIN_SIZE, SIZE_MULTIPLE, SegModel
+from rtseg.models.bisenetv1 import BiSeNetV1
+from rtseg.models.bisenetv2 import BiSeNetV2
 
 KEYS_DIR = Path(__file__).parent / "data" / "checkpoint_keys"
 ALL_MODELS = ("bisenetv1", "bisenetv2", "stdc1", "stdc2")
@@ -224,6 +226,7 @@ class TestBiSeNetV1(ModelTester):
 
     def test_resnet18_trunk_matches_torchvision_count(self, model: SegModel) -> None:
         # Independent check of the backbone: ResNet-18 without fc has 11,176,512 parameters.
+        assert isinstance(model, BiSeNetV1)
         assert sum(p.numel() for p in model.cp.resnet.parameters()) == 11_176_512
 
 
@@ -235,6 +238,7 @@ class TestBiSeNetV2(ModelTester):
 
     def test_bga_sizes_match_at_odd_sizes(self, model: SegModel) -> None:
         # The BGA's downsampled detail map must match the semantic 1/32 map for any side % 8 == 0.
+        assert isinstance(model, BiSeNetV2)
         for h, w in ((72, 104), (360, 480), (64, 88)):
             x = make_input(1, h, w)
             with torch.no_grad():

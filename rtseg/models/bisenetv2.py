@@ -238,7 +238,9 @@ class BiSeNetV2(SegModel):
         # as (ReLU of) its shortcut; this keeps early training stable.
         for m in self.modules():
             if isinstance(m, (GatherExpand, GatherExpandDown)):
-                nn.init.zeros_(m.conv2[1].weight)
+                last_bn = m.conv2[1]
+                assert isinstance(last_bn, nn.BatchNorm2d)
+                nn.init.zeros_(last_bn.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         size = x.shape[-2:]
