@@ -76,6 +76,17 @@ def stdc1_file(release_file) -> Path:
     return release_file("stdc1_seg")
 
 
+@pytest.fixture(scope="session")
+def _stdc1_sd_cache() -> dict[str, torch.Tensor]:
+    return F.release_state_dict("stdc1_seg")
+
+
+@pytest.fixture
+def stdc1_sd(_stdc1_sd_cache) -> dict[str, torch.Tensor]:
+    """A fresh dict over the session's synthetic STDC1 tensors (replace entries, never edit tensors in place)."""
+    return dict(_stdc1_sd_cache)
+
+
 def _one_line(e: pytest.ExceptionInfo) -> str:
     msg = str(e.value)
     assert "\n" not in msg, f"error message is not one line: {msg!r}"
@@ -183,9 +194,9 @@ def test_stdc_aliases_share_values_in_the_synthetic_file(stdc1_file: Path) -> No
 # --- variants users' files come in -----------------------------------------------------
 
 
-def test_module_prefix_and_legacy_serialisation(stdc1_file: Path, tmp_path: Path) -> None:
+def test_module_prefix_and_legacy_serialisation(stdc1_file: Path, stdc1_sd, tmp_path: Path) -> None:
     ref = _run(load_model(stdc1_file).model)
-    sd = F.release_state_dict("stdc1_seg")
+    sd = stdc1_sd
     path = tmp_path / "dp.pth"
     torch.save(F.with_module_prefix(sd), path, _use_new_zipfile_serialization=False)
     loaded = load_model(path, model="stdc1", num_classes=19)
@@ -194,8 +205,8 @@ def test_module_prefix_and_legacy_serialisation(stdc1_file: Path, tmp_path: Path
 
 
 @pytest.mark.parametrize("wrapper", ["state_dict", "model", "model_state_dict", "net"])
-def test_wrapped_training_checkpoint(wrapper: str, tmp_path: Path) -> None:
-    sd = F.without_aux(F.release_state_dict("stdc1_seg"), "stdc1_seg")
+def test_wrapped_training_checkpoint(wrapper: str, stdc1_sd, tmp_path: Path) -> None:
+    sd = F.without_aux(stdc1_sd, "stdc1_seg")
     path = F.write(tmp_path / "train.pth", {"epoch": 7, "best_miou": 0.71, wrapper: F.with_module_prefix(sd),
                                             "optimizer": {"state": {}, "param_groups": [{"lr": 0.01}]}})
     loaded = load_model(path)
@@ -215,8 +226,8 @@ def test_without_aux_heads_loads_inference_model(layout: str, tmp_path: Path) ->
     assert torch.isfinite(_run(loaded.model)).all()
 
 
-def test_missing_num_batches_tracked_is_filled_and_reported(tmp_path: Path) -> None:
-    sd = F.without_num_batches_tracked(F.release_state_dict("stdc1_seg"))
+def test_missing_num_batches_tracked_is_filled_and_reported(stdc1_sd, tmp_path: Path) -> None:
+    sd = F.without_num_batches_tracked(stdc1_sd)
     loaded = load_model(F.write(tmp_path / "old.pth", sd))
     counters = [k for k in loaded.model.state_dict() if k.endswith("num_batches_tracked")]
     assert loaded.report.n_filled == len(counters) > 15
@@ -253,6 +264,22 @@ def test_untrained_model_round_trip_keeps_its_classes(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError) as e:
         load_model(path, num_classes=19)
     assert "11 classes" in _one_line(e)
+
+
+def test_fp16_weights_and_build_model_from_file(stdc1_file: Path, tmp_path: Path) -> None:
+    """FP16 copies (what a training run ships) load into the float32 model; build_model passes through."""
+    src = load_model(stdc1_file)
+    path = save_checkpoint(tmp_path / "full.pth", src.model, src.meta)
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    raw["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in raw["state_dict"].items()}
+    half = F.write(tmp_path / "half.pth", raw)
+    loaded = build_model(None, None, half)
+    assert loaded.model.conv_out.conv_out.weight.dtype == torch.float32
+    assert torch.equal(loaded.model.conv_out.conv_out.weight, src.model.conv_out.conv_out.weight.half().float())
+    y, ref = _run(loaded.model), _run(src.model)
+    assert torch.isfinite(y).all() and (y - ref).abs().max() < 0.05 * ref.abs().max()
+    with pytest.raises(UserInputError):
+        build_model("stdc1", None, None)
 
 
 def test_save_checkpoint_refuses_mismatched_meta(stdc1_file: Path, tmp_path: Path) -> None:
@@ -312,16 +339,16 @@ def test_unknown_layout(tmp_path: Path) -> None:
     assert "no known layout" in msg and "official STDC-Seg release layout (STDC1" in msg and "conv1.weight" in msg
 
 
-def test_missing_inference_key(tmp_path: Path) -> None:
-    sd = F.release_state_dict("stdc1_seg")
+def test_missing_inference_key(stdc1_sd, tmp_path: Path) -> None:
+    sd = stdc1_sd
     del sd["cp.arm16.conv_atten.weight"]
     with pytest.raises(CheckpointError) as e:
         load_model(F.write(tmp_path / "cut.pth", sd))
     assert "cp.arm16.conv_atten.weight" in _one_line(e)
 
 
-def test_wrong_shape(tmp_path: Path) -> None:
-    sd = F.release_state_dict("stdc1_seg")
+def test_wrong_shape(stdc1_sd, tmp_path: Path) -> None:
+    sd = stdc1_sd
     sd["ffm.convblk.conv.weight"] = torch.zeros(256, 320, 1, 1)
     with pytest.raises(CheckpointError) as e:
         load_model(F.write(tmp_path / "shape.pth", sd))
@@ -329,16 +356,16 @@ def test_wrong_shape(tmp_path: Path) -> None:
     assert "ffm.convblk.conv.weight" in msg and "shape" in msg
 
 
-def test_alias_that_differs_from_its_twin(tmp_path: Path) -> None:
-    sd = F.release_state_dict("stdc1_seg")
+def test_alias_that_differs_from_its_twin(stdc1_sd, tmp_path: Path) -> None:
+    sd = stdc1_sd
     sd["cp.backbone.x32.0.7.conv_list.0.conv.weight"] = sd["cp.backbone.x32.0.7.conv_list.0.conv.weight"] + 1
     with pytest.raises(CheckpointError) as e:
         load_model(F.write(tmp_path / "edited.pth", sd))
     assert "differs from cp.backbone.features.7.conv_list.0.conv.weight" in _one_line(e)
 
 
-def test_only_some_training_heads(tmp_path: Path) -> None:
-    sd = {k: v for k, v in F.release_state_dict("stdc1_seg").items() if not k.startswith("conv_out_sp2.")}
+def test_only_some_training_heads(stdc1_sd, tmp_path: Path) -> None:
+    sd = {k: v for k, v in stdc1_sd.items() if not k.startswith("conv_out_sp2.")}
     with pytest.raises(CheckpointError) as e:
         load_model(F.write(tmp_path / "partial.pth", sd))
     assert "conv_out_sp2" in _one_line(e)

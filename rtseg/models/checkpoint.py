@@ -30,7 +30,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 
@@ -171,7 +171,7 @@ def _read(path: Path) -> Any:
                               f"download or copy it again") from None
 
 
-def _is_state_dict(obj: Any) -> bool:
+def _is_state_dict(obj: Any) -> TypeGuard[Mapping[str, torch.Tensor]]:
     return isinstance(obj, Mapping) and len(obj) > 0 and all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
 
@@ -267,6 +267,7 @@ def _load_strict(net: SegModel, sd: Mapping[str, torch.Tensor], name: str, layou
         raise CheckpointError(f"checkpoint {name} ({layout}) has {len(bad)} tensor(s) of the wrong shape for "
                               f"{net.name}: {_few(bad)}; it is for a different network variant")
     try:
+        # copy_ casts: FP16 (or FP64) files load into the float32 model unchanged otherwise.
         net.load_state_dict(sd, strict=True)
     except RuntimeError as e:  # e.g. a dtype that cannot be copied; keys and shapes were checked
         raise CheckpointError(f"checkpoint {name} could not be loaded into {net.name}: "
@@ -372,14 +373,19 @@ def _load_own(raw: Mapping[str, Any], path: Path, sha: str, model: str | None,
     return LoadedModel(net, meta.with_(weights_sha256=sha), report, dict(extra) if isinstance(extra, Mapping) else {})
 
 
-def build_model(model: str, num_classes: int, weights: str | Path | None) -> LoadedModel:
+def build_model(model: str | None, num_classes: int | None, weights: str | Path | None) -> LoadedModel:
     """A model ready for inference: random weights when ``weights`` is None, else ``load_model``.
 
-    Random-init models get ``meta.weights = None`` (``meta.trained`` is False),
-    class names/palette from ``default_classes`` and ImageNet normalisation.
+    With ``weights``, ``model``/``num_classes`` may be None (taken from the
+    file) or must match it. Random-init models need both; they get
+    ``meta.weights = None`` (``meta.trained`` is False), class names/palette
+    from ``default_classes`` and ImageNet normalisation. Seed torch first for
+    reproducible random weights.
     """
     if weights is not None:
         return load_model(weights, model=model, num_classes=num_classes)
+    if model is None or num_classes is None:
+        raise UserInputError("random weights need both --model NAME and --num-classes N (or pass --weights)")
     release_formats()  # registers every family
     net = create_model(model, num_classes)
     net.eval()
