@@ -12,6 +12,17 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from _paths import SMALL_SIZE
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Tiny test tensors run far faster on one thread than on two contending ones (2-core CI)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def small_onnx(tmp_path_factory) -> Path:
     """STDC1 with seeded random weights exported as the deploy graph at 72x96, batch 1."""
