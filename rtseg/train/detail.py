@@ -42,7 +42,9 @@ def detail_target(labels: torch.Tensor, ignore_index: int) -> tuple[torch.Tensor
     target = torch.zeros_like(lab)
     touched = torch.zeros_like(lab)
     for s in STRIDES:
-        edge = F.conv2d(lab, kernel, stride=s, padding=1).abs() > 0.1
+        # Replicate padding: the image border is not a class boundary (zero
+        # padding would mark every border of a non-zero class as an edge).
+        edge = F.conv2d(F.pad(lab, (1, 1, 1, 1), mode="replicate"), kernel, stride=s).abs() > 0.1
         near_ign = F.max_pool2d(ign, 3, stride=s, padding=1) > 0
         if s > 1:
             edge = F.interpolate(edge.float(), size=(h, w), mode="nearest") > 0.5
