@@ -282,11 +282,11 @@ def _check_request(name: str, found_model: str, found_classes: int, layout: str,
                               f"not {model}; pass --model {found_model}")
     if num_classes is not None and num_classes != found_classes:
         raise CheckpointError(f"checkpoint {name} has {found_classes} classes but {num_classes} were requested; "
-                              f"drop --num-classes (or pass {found_classes}) to use it as is, or train a "
-                              f"{num_classes}-class model starting from it")
+                              f"drop --num-classes (or pass {found_classes}) to use it as is, or fine-tune it "
+                              f"into a model with {num_classes} classes")
 
 
-def fmt_classes(fmt: ReleaseFormat) -> tuple[str, ...]:
+def _fmt_classes(fmt: ReleaseFormat) -> tuple[str, ...]:
     """Class names of a release layout's dataset (only Cityscapes releases exist so far)."""
     return CITYSCAPES_CLASSES if fmt.dataset == "cityscapes" else ()
 
@@ -294,7 +294,7 @@ def fmt_classes(fmt: ReleaseFormat) -> tuple[str, ...]:
 def _release_meta(fmt: ReleaseFormat, conv: Converted, source: Path, sha: str) -> ModelMeta:
     names, palette = default_classes(conv.num_classes)  # 19 -> Cityscapes names and colours
     # Same layout with another class count is someone's fine-tune: its dataset is unknown.
-    dataset = fmt.dataset if conv.num_classes == len(fmt_classes(fmt)) else None
+    dataset = fmt.dataset if conv.num_classes == len(_fmt_classes(fmt)) else None
     return ModelMeta(model=conv.model, class_names=names, palette=palette, mean=fmt.mean, std=fmt.std,
                      channel_order=fmt.channel_order, weights=f"{fmt.name}: {source.name}",
                      weights_sha256=sha, dataset=dataset)
@@ -323,7 +323,13 @@ def load_model(path: str | Path, *, model: str | None = None, num_classes: int |
     if fmt is None:
         raise CheckpointError(f"checkpoint {name} has no known layout (first keys: {_few(list(sd))}); "
                               f"accepted layouts: {_layout_names(formats)}")
-    conv = fmt.convert(sd)
+    try:
+        conv = fmt.convert(sd)
+    except CheckpointError:
+        if model is not None and model != fmt.model:  # the wrong model is the more useful news
+            raise CheckpointError(f"checkpoint {name} is a {fmt.model} file ({fmt.name}), not {model}; "
+                                  f"pass --model {fmt.model}") from None
+        raise
     _check_request(name, conv.model, conv.num_classes, fmt.name, model, num_classes)
     net = create_model(conv.model, conv.num_classes, aux=conv.aux)
     dropped = {r: list(k) for r, k in conv.dropped.items() if r != FILLED_NUM_BATCHES}
