@@ -151,14 +151,16 @@ def test_realtime_mode_paces_to_the_file_fps(tmp_path: Path, factory: Callable[[
                                              rec: Recorder) -> None:
     clip = write_video(tmp_path / "slow.mp4", 10, fps=20.0)
     with rec.pipeline() as p:
-        p.start(clip, factory, mode="realtime")
+        # start paused so model loading is over before the clock starts
+        p.start(clip, factory, mode="realtime", paused=True)
+        rec.wait(lambda r: len(r.results) == 1)
+        p.resume()
         rec.wait(lambda r: r.ends == 1)
-    first, last = rec.results[0].frame, rec.results[-1].frame
-    assert last.index == 9
-    # Frames read while the model loads are replaced in the mailbox, so the first result
-    # may be a later frame. n frames apart at 20 fps means >= n * 50 ms apart; a reader
-    # that did not pace would take about a millisecond per frame.
-    assert last.index is not None and first.index is not None and last.index - first.index >= 4
+    first, last = rec.results[1].frame, rec.results[-1].frame
+    assert last.index == 9 and first.index is not None
+    # n frames apart at 20 fps means >= n * 50 ms apart; a reader that did not pace
+    # would take about a millisecond per frame
+    assert last.index - first.index >= 4
     assert last.t_capture - first.t_capture >= 0.9 * (last.index - first.index) / 20
 
 
@@ -195,14 +197,15 @@ def test_pause_holds_a_playing_file(factory: Callable[[], Backend], rec: Recorde
         p.start("synthetic:96x64", factory, mode="realtime", fps=100)
         rec.wait(lambda r: len(r.results) >= 3)
         p.pause()
-        # whatever was in flight when pausing has been published once the mailbox is empty
-        with p.mailbox._cond:  # noqa: SLF001 - the test peeks at the slot under its lock
-            p.mailbox._cond.wait_for(lambda: not p.mailbox.has_item(), WAIT)
+        assert p.mailbox.wait_empty(timeout=WAIT)
+        n = len(rec.results)
+        # Playing, 100 fps would add ~30 results in 0.3 s. Paused, at most the frame in
+        # inference and one frame that was being read when pause() came still arrive.
+        with rec.cond:
+            assert not rec.cond.wait_for(lambda: len(rec.results) > n + 2, 0.3)
         n = len(rec.results)
         p.step()
-        rec.wait(lambda r: len(r.results) >= n + 1)
-        with rec.cond:
-            assert not rec.cond.wait_for(lambda: len(rec.results) > n + 2, 0.3)  # paused: at most 1 in flight
+        rec.wait(lambda r: len(r.results) == n + 1)
         p.resume()
         rec.wait(lambda r: len(r.results) >= n + 5)
 
@@ -228,7 +231,7 @@ def test_bad_source_reports_and_switch_recovers(video: Path, factory: Callable[[
         p.start(Path(video.parent / "missing.mp4"), factory)
         rec.wait(lambda r: len(r.errors) == 1)
         assert isinstance(rec.errors[0], SourceError) and "not found" in str(rec.errors[0])
-        p.switch_source(video, )
+        p.switch_source(video)
         rec.wait(lambda r: r.ends == 1)
         assert len(rec.results) > 0
 
@@ -326,9 +329,11 @@ def test_smoothing_setting_reaches_results_and_stats(video: Path, factory: Calla
             p.set_smoothing(-1)
     assert all(r.smoothing_k == 3 for r in rec.results)
     assert rec.results[0].flicker is None and rec.results[1].flicker is not None
-    assert all(r.flicker <= r.flicker_raw + 1e-9 or r.flicker_raw == 0 for r in rec.results[1:]
-               if r.flicker is not None and r.flicker_raw is not None) or True
     assert snap.flicker is not None and snap.flicker_raw is not None
+    print(f"flicker raw {snap.flicker_raw:.4f} shown {snap.flicker:.4f}")
+    # per pixel, every shown change needs at least one raw change since the previous shown one,
+    # so over a whole sequence what is shown changes less than the raw output
+    assert snap.flicker <= snap.flicker_raw
     assert snap.latency.n == 20 and snap.stages["infer"].n == 20
     # displaying every 2nd result: the others count as superseded
     st = p.stats

@@ -100,16 +100,21 @@ class Mailbox(Generic[T]):
             self._cond.notify_all()
             return item  # type: ignore[return-value]
 
-    def wait_empty(self, cancelled: Callable[[], bool] | None = None) -> bool:
-        """Block until the slot is empty (the consumer took the last item). Producer thread.
+    def wait_empty(self, timeout: float | None = None, cancelled: Callable[[], bool] | None = None) -> bool:
+        """Block until the slot is empty (the consumer took the last item). Any thread.
 
-        Returns False if released by ``close()`` or ``cancelled()`` instead.
+        Returns False if released by ``close()``, ``cancelled()`` or the
+        ``timeout`` (seconds) instead.
         """
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while self._item is not _EMPTY:
                 if self._closed or (cancelled is not None and cancelled()):
                     return False
-                self._cond.wait()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
             return True
 
     # -- any thread -----------------------------------------------------------

@@ -221,10 +221,12 @@ class CameraSource(_CaptureSource):
                               "using it? try another index")
         self._pending = first
         self._size = (first[0].shape[1], first[0].shape[0])
+        # cached: other threads call fps/describe(), and a VideoCapture must not be shared
+        self._fps = self._cap_fps()
 
     @property
     def fps(self) -> float:
-        return self._cap_fps()
+        return self._fps
 
     @property
     def is_live(self) -> bool:
@@ -273,10 +275,12 @@ class StreamSource(_CaptureSource):
                               f"{self.timeout_ms / 1000:.0f} s: check that it is a video stream")
         self._pending = first
         self._size = (first[0].shape[1], first[0].shape[0])
+        # cached: other threads call fps/describe(), and a VideoCapture must not be shared
+        self._fps = self._cap_fps()
 
     @property
     def fps(self) -> float:
-        return self._cap_fps()
+        return self._fps
 
     @property
     def is_live(self) -> bool:

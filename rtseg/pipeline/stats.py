@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,7 +40,7 @@ class Dist:
     max: float
 
     @classmethod
-    def of(cls, seconds: list[float] | np.ndarray) -> Dist:
+    def of(cls, seconds: Sequence[float] | np.ndarray) -> Dist:
         a = np.asarray(seconds, np.float64) * 1e3
         if a.size == 0:
             nan = float("nan")
@@ -185,7 +186,8 @@ class PipelineStats:
             age = [a for t, a in self._age if t >= lo]
             counts = (self._captured, self._results, self._displayed,
                       self._drops_capture, self._drops_superseded)
-        cols = list(zip(*res, strict=True)) if res else [[] for _ in range(7)]
+        # one column per field of the result samples (see note_result), in seconds
+        cols = np.asarray(res, np.float64).reshape(len(res), 7).T
         stages = {name: Dist.of(cols[2 + i]) for i, name in enumerate(STAGES)}
         return StatsSnapshot(
             capture_fps=_rate(cap),

@@ -227,33 +227,40 @@ class CaptureThread(threading.Thread):
         ended = False
         while True:
             # ---- commands: stop, seek, pause, step ----
+            seek_to: int | None = None
             with self._cond:
                 while True:
                     if self._stop_req:
                         return
                     if self._seek_to is not None:
-                        index, self._seek_to = self._seek_to, None
-                        try:
-                            source.seek(index)
-                        except RtsegError as exc:
-                            self.cb.error(exc, "seek failed")
-                            continue
-                        self.mailbox.clear()
-                        epoch, anchor, ended = next(self.epochs), None, False
-                        if self._paused:
-                            self._steps = max(self._steps, 1)  # show the frame sought to
-                        continue
+                        # a slider drag posts many seeks; only the latest is done
+                        seek_to, self._seek_to = self._seek_to, None
+                        break
                     if ended or (self._paused and self._steps == 0 and not live):
                         self._cond.wait()
                         anchor = None  # the schedule restarts after any wait
                         continue
                     break
                 stepping = self._paused and self._steps > 0
-                if stepping:
+                if stepping and seek_to is None:
                     self._steps -= 1
                 # a paused camera keeps being read (its driver queue must not go
                 # stale) but its frames are thrown away
                 discard = self._paused and not stepping
+            if seek_to is not None:
+                # outside the lock: decoding up to the target may take a while and
+                # the controlling thread must not wait for it
+                try:
+                    source.seek(seek_to)
+                except RtsegError as exc:
+                    self.cb.error(exc, "seek failed")
+                    continue
+                self.mailbox.clear()
+                epoch, anchor, ended = next(self.epochs), None, False
+                with self._cond:
+                    if self._paused:
+                        self._steps = max(self._steps, 1)  # show the frame sought to
+                continue
 
             # ---- pacing: a file in realtime mode plays at its own fps ----
             if self.mode == "realtime" and not live and not stepping:
@@ -434,6 +441,8 @@ class InferenceThread(threading.Thread):
                 smoothing_s=t_smooth - t_inf, t_result=time.perf_counter(),
                 flicker_raw=f_raw, flicker=f_shown, smoothing_k=k if k > 1 else 0,
             )
+            if self._stop_event.is_set():
+                return  # stopped (or replaced) while inferring: publish nothing more
             self.stats.note_result(result)
             self.cb.result(result)
 
@@ -505,8 +514,9 @@ class Pipeline:
         """Stop both threads, release the source and the backend. Idempotent.
 
         Returns True when every thread ended within ``timeout`` seconds
-        (default ``stop_timeout``, 1 s). A thread stuck in a driver call is a
-        daemon and ends by itself later; it can no longer publish anything.
+        (default ``stop_timeout``, 1 s). A thread stuck in a driver call (a
+        stream read waiting for its network timeout, a model still loading) is
+        a daemon: it ends by itself later and publishes no more results.
         """
         deadline = time.monotonic() + (self.stop_timeout if timeout is None else timeout)
         cap, inf = self._capture, self._inference
