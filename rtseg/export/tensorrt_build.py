@@ -1,0 +1,319 @@
+"""Build a TensorRT engine from an rtseg deploy-graph ONNX, in small file-in/file-out steps.
+
+    build_engine(onnx, precision=..., batch_range=..., out_dir="engines")
+      1. platform      which TensorRT and GPU we build for (fails fast without them)
+      2. plan          cache key, engine + sidecar names; reuse a valid cached pair
+      3. prepare       ONNX for the precision: FP32 as is, FP16 mixed (precision.py),
+                       INT8 explicit Q/DQ calibrated on the user's frames (quantize.py),
+                       INT8 also checked on CPU against the mIoU budget before building
+      4. build         parse into a strongly typed network, one optimization profile
+                       over the batch range, workspace cap, timing cache, progress
+      5. publish       engine + JSON sidecar renamed into place together
+
+The engine's I/O is the deploy graph's: ``frames`` uint8 ``[N,H,W,3]`` BGR in,
+``labels`` uint8 ``[N,H,W]`` out. TensorRT takes UINT8 network inputs/outputs
+when they are converted to/from FP32/FP16 right at the boundary, which is what
+the graph's first Cast and final ArgMax->Cast are.
+
+Threading: all of this runs in the calling thread; TensorRT calls the progress
+monitor from its builder threads (see ``trt_compat.attach_progress``).
+Version differences between TensorRT 10 and 11 live in ``trt_compat`` only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rtseg.core.atomic import atomic_write_bytes
+from rtseg.core.errors import BackendError, ExportError, UserInputError
+from rtseg.core.meta import ONNX_META_KEY, ModelMeta
+from rtseg.export import engine_cache as ec
+from rtseg.export import trt_compat as tc
+
+DEFAULT_OUT_DIR = Path("engines")
+
+
+@dataclass(frozen=True)
+class OnnxInfo:
+    """What the builder needs to know about the source ONNX (read without TensorRT)."""
+
+    path: Path
+    sha256: str
+    meta: ModelMeta
+    input_name: str
+    input_size: tuple[int, int]  # H, W
+    batch: int  # the batch the ONNX was exported with (first dim), 0 if dynamic
+    precision: str  # rtseg.precision of the file: must be f32 to build from
+
+
+def read_onnx_info(onnx_path: str | os.PathLike[str]) -> OnnxInfo:
+    """Metadata, hash and input shape of a deploy-graph ONNX; ``UserInputError`` if it is not one."""
+    import onnx
+
+    p = Path(onnx_path)
+    if not p.is_file():
+        raise UserInputError(f"ONNX file {p} not found; export it first with `rtseg-export --format onnx`")
+    model = onnx.load(str(p), load_external_data=False)
+    props = {m.key: m.value for m in model.metadata_props}
+    if ONNX_META_KEY not in props:
+        raise UserInputError(f"{p.name} has no rtseg metadata ({ONNX_META_KEY}); export it with rtseg-export")
+    meta = ModelMeta.from_json(props[ONNX_META_KEY])
+    inits = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        raise UserInputError(f"{p.name} has {len(inputs)} inputs; an rtseg deploy graph has one (frames)")
+    dims = inputs[0].type.tensor_type.shape.dim
+    shape = [d.dim_value for d in dims]
+    if len(shape) != 4 or shape[3] != 3 or shape[1] <= 0 or shape[2] <= 0:
+        raise UserInputError(f"{p.name} input is not [N,H,W,3] frames; export it with rtseg-export")
+    return OnnxInfo(p, ec.file_sha256(p), meta, inputs[0].name, (shape[1], shape[2]), shape[0],
+                    props.get("rtseg.precision", "f32"))
+
+
+def detect_platform() -> ec.Platform:
+    """TensorRT version and GPU (name, compute capability, driver) of this machine.
+
+    The GPU is queried through PyTorch's CUDA runtime, which rtseg's CUDA
+    paths use anyway; ``BackendError`` when TensorRT or a CUDA GPU is missing.
+    """
+    trt_mod = tc.import_tensorrt()
+    try:
+        import torch
+    except ImportError:
+        raise BackendError("the TensorRT path needs PyTorch with CUDA for device memory and streams; "
+                           "install a CUDA build of torch (see docs/tensorrt.md)") from None
+    if not torch.cuda.is_available():
+        raise BackendError("no CUDA GPU is visible (torch.cuda.is_available() is False); TensorRT needs an NVIDIA "
+                           "GPU, its driver and a CUDA build of torch")
+    dev = torch.cuda.current_device()
+    major, minor = torch.cuda.get_device_capability(dev)
+    return ec.Platform(trt_version=str(trt_mod.__version__), gpu_name=torch.cuda.get_device_name(dev),
+                       compute_capability=f"{major}.{minor}", driver=_driver_version(),
+                       cuda=str(torch.version.cuda))
+
+
+def _driver_version() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+        return out.strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "unknown"
+
+
+def make_request(info: OnnxInfo, *, precision: str, batch_range: tuple[int, int, int],
+                 workspace_gb: float | None, calib_source: str | os.PathLike[str] | None,
+                 calib_frames: int, calib_method: str) -> ec.BuildRequest:
+    """The cache-relevant description of a build (no TensorRT needed)."""
+    if info.precision != "f32":
+        raise UserInputError(f"{info.path.name} is already a {info.precision} graph; build from the FP32 export "
+                             "and pass --precision instead")
+    if info.batch and (batch_range[0] != info.batch or batch_range[2] != info.batch):
+        raise UserInputError(
+            f"{info.path.name} was exported for batch {info.batch}; export with --batch matching --batch-range "
+            f"{':'.join(map(str, batch_range))} (or export a dynamic-batch ONNX)")
+    fingerprint = None
+    if precision == "int8":
+        if calib_source is None:
+            raise UserInputError("--precision int8 needs --calib-source VIDEO_OR_FOLDER with footage like what "
+                                 "the model will see")
+        fingerprint = ec.calib_fingerprint(calib_source, calib_frames, calib_method)
+    if workspace_gb is not None and workspace_gb <= 0:
+        raise UserInputError(f"--workspace must be a positive number of GB, got {workspace_gb}")
+    return ec.BuildRequest(onnx_sha256=info.sha256, model=info.meta.model, precision=precision,
+                           input_size=info.input_size, batch_range=batch_range, workspace_gb=workspace_gb,
+                           calib_fingerprint=fingerprint,
+                           options={"calib_frames": calib_frames if precision == "int8" else None,
+                                    "calib_method": calib_method if precision == "int8" else None})
+
+
+@contextlib.contextmanager
+def _scratch_dir(out_dir: Path) -> Iterator[Path]:
+    """A hidden temporary folder beside the engines for intermediate ONNX files; always removed."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".rtseg-build-", dir=out_dir) as d:
+        yield Path(d)
+
+
+def prepare_onnx(info: OnnxInfo, req: ec.BuildRequest, scratch: Path, *,
+                 calib_source: str | os.PathLike[str] | None = None, int8_budget: float = 1.0,
+                 progress: tc.Progress | None = None) -> Path:
+    """Step 3: the ONNX TensorRT will parse, with the requested precision decided in the graph.
+
+    INT8: the Q/DQ graph is run by ONNX Runtime's INT8 kernels on CPU and
+    compared with the FP32 graph on frames from ``calib_source`` not used for
+    calibration; over ``int8_budget`` mIoU points it is rejected here, before a
+    long TensorRT build.
+    """
+    if progress:
+        progress(f"prepare {req.precision} ONNX", 0, 1)
+    if req.precision == "fp32":
+        out = info.path
+    elif req.precision == "fp16":
+        from rtseg.export.precision import convert_to_mixed_fp16
+
+        out = convert_to_mixed_fp16(info.path, scratch / "mixed_fp16.onnx").path
+    else:
+        import numpy as np
+
+        from rtseg.benchmark.parity import check_int8_budget, onnxruntime_runner, parity_report
+        from rtseg.export.quantize import quantize_int8, read_frames
+
+        assert calib_source is not None  # make_request guarantees it
+        n = int(req.options.get("calib_frames") or 64)
+        frames = read_frames(calib_source, req.input_size, n + max(4, n // 4))
+        # Every fifth frame is held out of calibration and used for the budget check.
+        idx = np.arange(len(frames))
+        calib, held_out = frames[idx % 5 != 4][:n], frames[idx % 5 == 4]
+        if len(held_out) == 0:  # a source of < 5 frames: check on the calibration frames
+            held_out = frames
+        if progress:
+            progress("INT8 calibration", 0, len(calib))
+        out = quantize_int8(info.path, scratch / "int8_qdq.onnx", calib_frames=np.ascontiguousarray(calib),
+                            method=str(req.options.get("calib_method") or "minmax")).path
+        b = max(1, info.batch)
+        batches = [held_out[i:i + b] for i in range(0, len(held_out) - b + 1, b)]
+        report = parity_report(onnxruntime_runner(info.path), onnxruntime_runner(out), batches,
+                               info.meta.class_names, candidate_name="int8 (ONNX Runtime CPU)")
+        print(report.summary(), file=sys.stderr)
+        check_int8_budget(report, budget_points=int8_budget)
+    if progress:
+        progress(f"prepare {req.precision} ONNX", 1, 1)
+    return out
+
+
+def build_plan(onnx_for_build: Path, req: ec.BuildRequest, input_name: str, *,
+               timing_cache: Path | None = None, progress: tc.Progress | None = None,
+               verbose: bool = False) -> tuple[bytes, list[dict[str, object]]]:
+    """Step 4: parse + build with TensorRT; returns the serialized plan and its I/O description."""
+    import tensorrt as trt
+
+    tc.import_tensorrt()
+    logger = tc.make_logger(verbose)
+    builder = trt.Builder(logger)
+    network = tc.create_network(builder)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_for_build)):
+        raise ExportError(f"TensorRT's ONNX parser rejected the graph: {tc.parser_errors(parser)}")
+    config = builder.create_builder_config()
+    tc.set_workspace(config, req.workspace_gb)
+    h, w = req.input_size
+    lo, opt, hi = req.batch_range
+    profile = builder.create_optimization_profile()
+    profile.set_shape(input_name, trt.Dims([lo, h, w, 3]), trt.Dims([opt, h, w, 3]), trt.Dims([hi, h, w, 3]))
+    config.add_optimization_profile(profile)
+    if timing_cache is not None:
+        tc.load_timing_cache(config, timing_cache.read_bytes() if timing_cache.is_file() else b"")
+    monitor = tc.attach_progress(config, progress)
+    plan = tc.build_serialized(builder, network, config)
+    err = getattr(monitor, "error", None)
+    if isinstance(err, BaseException):
+        raise err  # the progress callback asked to cancel (e.g. Ctrl-C)
+    if timing_cache is not None:
+        atomic_write_bytes(timing_cache, tc.serialize_timing_cache(config))
+    runtime = trt.Runtime(logger)
+    engine = tc.deserialize(runtime, plan)
+    return plan, tc.io_tensors(engine)
+
+
+def build_engine(
+    onnx_path: str | os.PathLike[str],
+    *,
+    precision: str = "fp16",
+    batch_range: tuple[int, int, int] | None = None,
+    workspace_gb: float | None = None,
+    timing_cache: str | os.PathLike[str] | None = None,
+    calib_source: str | os.PathLike[str] | None = None,
+    calib_frames: int = 64,
+    calib_method: str = "minmax",
+    int8_budget: float = 1.0,
+    out_dir: str | os.PathLike[str] = DEFAULT_OUT_DIR,
+    rebuild_on_mismatch: bool = False,
+    force: bool = False,
+    progress: tc.Progress | None = None,
+    verbose: bool = False,
+    command: str | None = None,
+) -> ec.EnginePaths:
+    """Build (or reuse) the TensorRT engine for an rtseg FP32 deploy-graph ONNX.
+
+    Returns the engine and sidecar paths (``built`` False when the cached pair
+    was reused). ``rebuild_on_mismatch``: an engine of the same request built
+    for another TensorRT/GPU is deleted and rebuilt instead of refused. An
+    interrupted build (exception or Ctrl-C) leaves no engine, sidecar or
+    intermediate file behind. ``command``: the command line that asked for
+    this build, stored in the sidecar as the way to rebuild it.
+    """
+    info = read_onnx_info(onnx_path)
+    if batch_range is None:
+        b = max(1, info.batch)
+        batch_range = (b, b, b)
+    platform = detect_platform()
+    req = make_request(info, precision=precision, batch_range=batch_range, workspace_gb=workspace_gb,
+                       calib_source=calib_source, calib_frames=calib_frames, calib_method=calib_method)
+    out = Path(out_dir)
+    paths = ec.engine_paths(out, req, platform)
+    if not force and ec.find_cached(paths):
+        return paths
+    stale = stale_engines(out, paths)
+    if stale and not rebuild_on_mismatch and not force:
+        side = ec.read_sidecar(stale[0])
+        diff = ec.mismatches(side, platform) or ["other build options"]
+        raise BackendError(f"{stale[0].name} exists for this model but was built for " + "; ".join(diff) +
+                           ": pass --rebuild-on-mismatch to replace it")
+    for s in stale:
+        ec.remove_pair(s)
+    return run_build(info, req, platform, paths, calib_source=calib_source, int8_budget=int8_budget,
+                     timing_cache=Path(timing_cache) if timing_cache else None, progress=progress,
+                     verbose=verbose, command=command)
+
+
+def run_build(info: OnnxInfo, req: ec.BuildRequest, platform: ec.Platform, paths: ec.EnginePaths, *,
+              calib_source: str | os.PathLike[str] | None = None, int8_budget: float = 1.0,
+              timing_cache: Path | None = None, progress: tc.Progress | None = None, verbose: bool = False,
+              command: str | None = None) -> ec.EnginePaths:
+    """Steps 3-5 for a planned build. Everything intermediate lives in a scratch folder that is
+    removed on any exit, and the engine/sidecar pair is published only at the very end."""
+    out = paths.engine.parent
+    t0 = time.perf_counter()
+    with _scratch_dir(out) as scratch:
+        onnx_for_build = prepare_onnx(info, req, scratch, calib_source=calib_source, int8_budget=int8_budget,
+                                      progress=progress)
+        plan, io = build_plan(onnx_for_build, req, info.input_name, timing_cache=timing_cache, progress=progress,
+                              verbose=verbose)
+        seconds = time.perf_counter() - t0
+        sidecar = ec.make_sidecar(
+            req, platform, info.meta, engine=paths.engine, key=paths.key, build_seconds=seconds,
+            trtexec=ec.trtexec_command(
+                info.path if req.precision == "fp32" else f"<{req.precision} ONNX written by rtseg>",
+                paths.engine, req, input_name=info.input_name, timing_cache=timing_cache),
+            rebuild=command or rebuild_command(info.path, req, out, calib_source), io=io)
+        ec.publish(paths, plan, sidecar)
+    return ec.EnginePaths(paths.engine, paths.sidecar, paths.key, built=True)
+
+
+def stale_engines(out_dir: Path, paths: ec.EnginePaths) -> list[Path]:
+    """Engines in ``out_dir`` for the same model, size, batch range and precision but another key."""
+    prefix = paths.engine.name.split("_trt")[0] + "_trt"
+    return sorted(p for p in out_dir.glob(f"{prefix}*{ec.ENGINE_SUFFIX}") if p != paths.engine)
+
+
+def rebuild_command(onnx: Path, req: ec.BuildRequest, out_dir: Path, calib: str | os.PathLike[str] | None) -> str:
+    """The rtseg-export command that rebuilds this engine (shown in mismatch messages)."""
+    lo, opt, hi = req.batch_range
+    args = ["rtseg-export", "--onnx", str(onnx), "--format", "engine", "--precision", req.precision,
+            "--batch-range", f"{lo}:{opt}:{hi}", "--out-dir", str(out_dir)]
+    if req.workspace_gb:
+        args += ["--workspace", f"{req.workspace_gb:g}"]
+    if calib is not None:
+        args += ["--calib-source", str(calib)]
+    return shlex.join(args)
