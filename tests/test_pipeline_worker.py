@@ -164,6 +164,32 @@ def test_realtime_mode_paces_to_the_file_fps(tmp_path: Path, factory: Callable[[
     assert last.t_capture - first.t_capture >= 0.9 * (last.index - first.index) / 20
 
 
+def test_image_folder_in_benchmark_mode(tmp_path: Path, factory: Callable[[], Backend],
+                                        rec: Recorder) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(7):
+        cv2.imwrite(str(folder / f"{i:04d}.jpg"), np.full((VID_H, VID_W, 3), 30 * i, np.uint8))
+    with rec.pipeline() as p:
+        p.start(folder, factory, mode="benchmark", fps=5)
+        rec.wait(lambda r: r.ends == 1)
+    assert [r.frame.index for r in rec.results] == list(range(7))
+
+
+def test_loop_wraps_around_with_a_new_epoch(tmp_path: Path, factory: Callable[[], Backend],
+                                            rec: Recorder) -> None:
+    clip = write_video(tmp_path / "short.mp4", 4)
+    with rec.pipeline() as p:
+        p.start(clip, factory, mode="benchmark", loop=True)
+        rec.wait(lambda r: len(r.results) >= 10)
+    got = rec.results[:10]
+    assert [r.frame.index for r in got] == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
+    assert [r.frame.seq for r in got] == list(range(10))  # seq keeps counting across loops
+    assert got[3].frame.epoch != got[4].frame.epoch  # smoothing restarts at the wrap
+    assert got[4].flicker_raw is None
+    assert rec.ends == 0
+
+
 # -- playback control --------------------------------------------------------------------------
 
 def test_pause_step_seek_resume(video: Path, factory: Callable[[], Backend], rec: Recorder) -> None:
@@ -225,6 +251,22 @@ def test_switch_source_while_running(video: Path, factory: Callable[[], Backend]
     assert not rec.errors
 
 
+def test_switch_source_while_paused_shows_the_new_first_frame(video: Path, tmp_path: Path,
+                                                              factory: Callable[[], Backend],
+                                                              rec: Recorder) -> None:
+    other = write_video(tmp_path / "other.mp4", 5)
+    with rec.pipeline() as p:
+        p.start(video, factory, mode="fast", paused=True)
+        rec.wait(lambda r: len(r.results) == 1)
+        p.switch_source(other)
+        rec.wait(lambda r: len(r.results) == 2)
+        assert p.paused and rec.results[1].frame.index == 0
+        assert p.source is not None and "other.mp4" in p.source.describe()
+        p.step()
+        rec.wait(lambda r: len(r.results) == 3)
+        assert rec.results[2].frame.index == 1
+
+
 def test_bad_source_reports_and_switch_recovers(video: Path, factory: Callable[[], Backend],
                                                 rec: Recorder) -> None:
     with rec.pipeline() as p:
@@ -253,6 +295,13 @@ def test_model_that_fails_to_load_keeps_the_pipeline_usable(video: Path, factory
         assert p.switch_model(lambda: 1 / 0)  # type: ignore[arg-type,return-value]
         rec.wait(lambda r: len(r.errors) == 2)
         assert "ZeroDivisionError" in str(rec.errors[1])
+
+        def multiline() -> Backend:
+            raise RuntimeError("first line\nsecond line\nthird")
+
+        p.switch_model(multiline)
+        rec.wait(lambda r: len(r.errors) == 3)
+        assert str(rec.errors[2]).endswith("RuntimeError: first line")  # one line for the window
         p.switch_model(factory)
         n = len(rec.results)
         rec.wait(lambda r: len(r.results) >= n + 3)

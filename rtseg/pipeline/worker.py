@@ -116,7 +116,8 @@ class Callbacks:
             err = exc
         else:
             log.error("%s", what, exc_info=exc)
-            err = RtsegError(f"{what}: {type(exc).__name__}: {exc}")
+            first_line = (str(exc).strip().splitlines() or [""])[0]
+            err = RtsegError(f"{what}: {type(exc).__name__}: {first_line}")
         if self.on_error is None:
             log.error("%s", err)
             return
