@@ -178,6 +178,20 @@ def test_synthetic_is_deterministic_and_moves() -> None:
     assert again is not None and again.index == 2 and np.array_equal(again.image, fa[2].image)
 
 
+def test_synthetic_period_repeats_cached_frames() -> None:
+    src = open_source("synthetic:96x64", period=3, frames=7)
+    frames = [src.read() for _ in range(7)]
+    assert all(f is not None for f in frames)
+    imgs = [f.image for f in frames if f is not None]
+    assert np.array_equal(imgs[0], SyntheticSource(width=96, height=64).read().image)  # type: ignore[union-attr]
+    assert imgs[3] is imgs[0] and imgs[6] is imgs[0] and imgs[4] is imgs[1]  # rendered once, reused
+    assert not np.array_equal(imgs[0], imgs[1])
+    assert [f.index for f in frames if f is not None] == list(range(7))
+    assert "repeats every 3" in src.describe()
+    with pytest.raises(SourceError, match="period"):
+        open_source("synthetic", period=0)
+
+
 def test_synthetic_bad_spec() -> None:
     with pytest.raises(SourceError, match="synthetic:WIDTHxHEIGHT"):
         open_source("synthetic:big")
