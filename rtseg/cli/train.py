@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _config(args: argparse.Namespace):
+def _config(args: argparse.Namespace, argv: list[str]):
     from rtseg.train.trainer import TrainConfig
 
     return TrainConfig(
@@ -97,11 +97,11 @@ def _config(args: argparse.Namespace):
         workers=args.workers, threads=args.threads, device=args.device, amp=not args.no_amp,
         channels_last=not args.no_channels_last, seed=args.seed, init=args.init,
         tensorboard=args.tensorboard, limit_train=args.limit_train, limit_val=args.limit_val,
-        command=shlex.join(["rtseg-train", *sys.argv[1:]]),
+        command=shlex.join(["rtseg-train", *argv]),
     )
 
 
-def _body(args: argparse.Namespace) -> int:
+def _body(args: argparse.Namespace, argv: list[str]) -> int:
     import os
 
     if args.export_best:
@@ -113,13 +113,14 @@ def _body(args: argparse.Namespace) -> int:
         return 0
     from rtseg.train.trainer import Trainer
 
-    Trainer(_config(args), restart=args.restart).run(stop_at=args.stop_at)
+    Trainer(_config(args, argv), restart=args.restart).run(stop_at=args.stop_at)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point of ``rtseg-train``."""
-    return run_main("rtseg-train", _body, build_parser(), argv)
+    argv_list = list(sys.argv[1:] if argv is None else argv)
+    return run_main("rtseg-train", lambda args: _body(args, argv_list), build_parser(), argv_list)
 
 
 def build_check_parser() -> argparse.ArgumentParser:

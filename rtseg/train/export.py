@@ -11,8 +11,8 @@ from rtseg.core.errors import UserInputError
 
 
 def export_best(src: str | Path, dest: str | Path, *, fp16: bool = True) -> str:
-    """Copy the rtseg checkpoint ``src`` to ``dest`` without the training-only heads'
-    optimizer-free extras, floating-point tensors cast to FP16 when ``fp16``.
+    """Copy the rtseg checkpoint ``src`` to ``dest`` without the training-only heads,
+    floating-point tensors cast to FP16 when ``fp16`` (metadata and ``extra`` kept).
 
     BatchNorm statistics and weights survive FP16 casting well within the
     network's own tolerance; ``load_model`` casts them back to float32.
@@ -25,6 +25,15 @@ def export_best(src: str | Path, dest: str | Path, *, fp16: bool = True) -> str:
     if not isinstance(obj, dict) or "state_dict" not in obj:
         raise UserInputError(f"{src} is not an rtseg checkpoint")
     sd = obj["state_dict"]
+    meta = obj.get("meta") or {}
+    if obj.get("aux") and meta.get("model"):
+        # Ship the inference network only: the auxiliary and detail heads are
+        # training-time outputs that no deploy graph runs.
+        from rtseg.models import create_model
+
+        keep = set(create_model(meta["model"], len(meta["class_names"]), aux=False).state_dict())
+        sd = {k: v for k, v in sd.items() if k in keep}
+        obj = dict(obj, aux=False)
     if fp16:
         sd = {k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}
     obj = dict(obj, state_dict=sd)

@@ -225,16 +225,17 @@ def _fmt_time(s: float) -> str:
 
 
 class CsvLog:
-    """Append-only CSV log keyed by ``iteration``. Opening it for a run resumed at
-    ``start`` drops rows at or beyond ``start`` (written after the last checkpoint
-    by an interrupted run), so the log never holds an iteration twice."""
+    """Append-only CSV log keyed by ``iteration`` (the count of finished iterations).
+    Opening it for a run resumed at ``start`` drops rows beyond ``start`` (written
+    after the last checkpoint by an interrupted run), so the log never holds an
+    iteration twice."""
 
     def __init__(self, path: Path, fields: list[str], start: int) -> None:
         self.path, self.fields = path, fields
         rows: list[dict[str, str]] = []
         if path.is_file() and start > 0:
             with path.open(newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(float(r.get("iteration") or 0)) < start]
+                rows = [r for r in csv.DictReader(f) if int(float(r.get("iteration") or 0)) <= start]
         with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
             w.writeheader()
