@@ -24,7 +24,7 @@ FILES = [
     "rtseg/export/trt_compat.py",
     "rtseg/export/tensorrt_build.py",
     "rtseg/export/engine_cache.py",
-    # "rtseg/runtime/tensorrt_backend.py",
+    "rtseg/runtime/tensorrt_backend.py",
 ]
 OUT = REPO / "build" / "trt-stubs"
 
