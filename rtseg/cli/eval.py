@@ -1,0 +1,136 @@
+"""``rtseg-eval``: accuracy of a deploy artifact on a dataset split, or parity of two backends.
+
+Examples::
+
+    rtseg-eval assets/stdc1_camvid.pt                                # torch backend, CamVid val
+    rtseg-eval out/stdc1.onnx --backend openvino --precision bf16 --json out/ov_bf16.json
+    rtseg-eval out/stdc1.onnx --backend onnxruntime --parity-with openvino --parity-precision bf16
+
+Every backend runs the deploy graph (BGR uint8 frames in, labels out), so the
+numbers are those of what ships.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rtseg.cli.common import run_main
+from rtseg.data.datasets import DATASET_KINDS, DEFAULT_CAMVID_ROOT
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad size {text!r}: write HEIGHTxWIDTH, e.g. 360x480") from None
+    return h, w
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rtseg-eval",
+        description="mIoU, per-class IoU, pixel accuracy and confusion matrix of an artifact (PyTorch "
+                    "checkpoint, ONNX file, TensorRT engine) on a dataset split, run through a backend; "
+                    "or, with --parity-with, frame-by-frame label agreement of two backends.",
+    )
+    p.add_argument("artifact", help="checkpoint (.pt/.pth), ONNX file (.onnx) or TensorRT engine")
+    p.add_argument("--backend", help="torch, onnxruntime, openvino, trt, torch-cuda "
+                   "(default: torch for checkpoints, onnxruntime for .onnx, trt for engines)")
+    p.add_argument("--precision", help="backend precision, e.g. f32, bf16 (OpenVINO), fp16 (TensorRT)")
+    p.add_argument("--threads", type=int, help="CPU threads of the backend")
+    p.add_argument("--input-size", type=_size, metavar="HxW",
+                   help="torch backend only: input size (default: the checkpoint's)")
+    p.add_argument("--data", default=DEFAULT_CAMVID_ROOT, help="dataset root (default %(default)s)")
+    p.add_argument("--dataset-kind", default="auto", choices=DATASET_KINDS)
+    p.add_argument("--split", default="val", help="split to evaluate (default %(default)s)")
+    p.add_argument("--limit", type=int, help="evaluate the first N pairs only")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--parity-with", metavar="BACKEND", help="compare with this second backend frame by frame")
+    p.add_argument("--parity-artifact", help="artifact of the second backend (default: the same artifact)")
+    p.add_argument("--parity-precision", help="precision of the second backend")
+    return p
+
+
+def default_backend(artifact: str) -> str:
+    suffix = Path(artifact).suffix.lower()
+    if suffix == ".onnx":
+        return "onnxruntime"
+    if suffix in (".engine", ".plan", ".trt"):
+        return "trt"
+    return "torch"
+
+
+def _make(kind: str, artifact: str, precision: str | None, threads: int | None,
+          input_size: tuple[int, int] | None):
+    from rtseg.core.errors import UserInputError
+    from rtseg.runtime.factory import canonical_kind, create_backend
+
+    if not Path(artifact).is_file():
+        raise UserInputError(f"artifact {artifact} does not exist; check the path")
+    k = canonical_kind(kind)
+    kwargs = {}
+    if k.startswith("torch") and input_size is not None:
+        kwargs["input_size"] = input_size
+    return create_backend(k, artifact, precision=precision, threads=threads, **kwargs)
+
+
+def _progress(done: int, total: int) -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r{done}/{total} frames")
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _body(args: argparse.Namespace) -> int:
+    from rtseg.core.atomic import atomic_write_text
+    from rtseg.data.datasets import open_dataset, require_nonempty
+    from rtseg.eval.evaluate import evaluate_backend, parity
+
+    ds = require_nonempty(open_dataset(args.data, args.split, args.dataset_kind))
+    kind_a = args.backend or default_backend(args.artifact)
+    be_a = _make(kind_a, args.artifact, args.precision, args.threads, args.input_size)
+    result: dict
+    with be_a:
+        info_a = be_a.info()
+        header = (f"{args.artifact} on {ds.info.name} {args.split} ({min(len(ds), args.limit or len(ds))} frames) "
+                  f"via {info_a.backend} {info_a.precision} on {info_a.device}, input "
+                  f"{be_a.input_shape[1]}x{be_a.input_shape[2]}")
+        if args.parity_with:
+            art_b = args.parity_artifact or args.artifact
+            be_b = _make(args.parity_with, art_b, args.parity_precision, args.threads, args.input_size)
+            with be_b:
+                info_b = be_b.info()
+                names = (f"{info_a.backend}/{info_a.precision}", f"{info_b.backend}/{info_b.precision}")
+                t0 = time.perf_counter()
+                rep = parity(be_a, be_b, ds, limit=args.limit, names=names, progress=_progress)
+            print(header)
+            print(rep.format_text())
+            result = {"artifact": args.artifact, "artifact_b": art_b, "dataset": ds.info.name,
+                      "split": args.split, "seconds": time.perf_counter() - t0, **rep.to_dict()}
+        else:
+            t0 = time.perf_counter()
+            metrics = evaluate_backend(be_a, ds, limit=args.limit, progress=_progress)
+            print(header)
+            print(metrics.format_table())
+            result = {"artifact": args.artifact, "backend": info_a.backend, "precision": info_a.precision,
+                      "device": info_a.device, "dataset": ds.info.name, "split": args.split,
+                      "frames": min(len(ds), args.limit or len(ds)), "seconds": time.perf_counter() - t0,
+                      **metrics.to_dict()}
+    if args.json:
+        atomic_write_text(args.json, json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point of ``rtseg-eval``."""
+    return run_main("rtseg-eval", _body, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
