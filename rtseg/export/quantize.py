@@ -24,7 +24,7 @@ Choices, each because of what TensorRT accepts or what keeps accuracy:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -118,8 +118,11 @@ def _input_spec(model: onnx.ModelProto) -> tuple[str, tuple[int, int, int]]:
 class FrameCalibrationReader:
     """ONNX Runtime ``CalibrationDataReader`` over uint8 frames, in batches the graph takes."""
 
-    def __init__(self, input_name: str, frames: np.ndarray, batch: int) -> None:
+    def __init__(self, input_name: str, frames: np.ndarray, batch: int,
+                 progress: Callable[[str, int, int], None] | None = None) -> None:
         self.input_name = input_name
+        self.progress = progress
+        self._done = 0
         n = (len(frames) // batch) * batch
         if n == 0:
             raise UserInputError(f"need at least {batch} calibration frames for batch {batch}, got {len(frames)}")
@@ -128,10 +131,16 @@ class FrameCalibrationReader:
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         b = next(self._it, None)
+        if self.progress is not None:
+            # Called from ONNX Runtime's calibration loop, in the calling thread;
+            # an exception here (Ctrl-C) aborts the calibration.
+            self.progress("INT8 calibration", min(self._done, len(self._batches)), len(self._batches))
+        self._done += 1
         return None if b is None else {self.input_name: np.ascontiguousarray(b)}
 
     def rewind(self) -> None:
         self._it = iter(self._batches)
+        self._done = 0
 
 
 def quantize_int8(
@@ -142,11 +151,13 @@ def quantize_int8(
     calib_frames: np.ndarray | None = None,
     max_frames: int = 64,
     method: str = "minmax",
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> Int8Report:
     """File in, file out: write the explicit Q/DQ INT8 version of an FP32 deploy-graph ONNX atomically.
 
     Calibrates on ``calib_frames`` (uint8 ``[N,H,W,3]`` at model size) or on
-    frames read from ``calib_source`` (video or folder).
+    frames read from ``calib_source`` (video or folder). ``progress(phase, step, steps)``
+    is called once per calibration batch.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -171,7 +182,7 @@ def quantize_int8(
 
     pre = _preprocessing_nodes(model.graph)
     exclude = [n.name for i, n in enumerate(model.graph.node) if i in pre and n.name]
-    reader = FrameCalibrationReader(name, calib_frames, batch)
+    reader = FrameCalibrationReader(name, calib_frames, batch, progress)
     methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                "entropy": CalibrationMethod.Entropy}
     extra: dict[str, Any] = {

@@ -177,10 +177,8 @@ def prepare_onnx(info: OnnxInfo, req: ec.BuildRequest, scratch: Path, *,
         calib, held_out = frames[idx % 5 != 4][:n], frames[idx % 5 == 4]
         if len(held_out) == 0:  # a source of < 5 frames: check on the calibration frames
             held_out = frames
-        if progress:
-            progress("INT8 calibration", 0, len(calib))
         out = quantize_int8(info.path, scratch / "int8_qdq.onnx", calib_frames=np.ascontiguousarray(calib),
-                            method=str(req.options.get("calib_method") or "minmax")).path
+                            method=str(req.options.get("calib_method") or "minmax"), progress=progress).path
         b = max(1, info.batch)
         batches = [held_out[i:i + b] for i in range(0, len(held_out) - b + 1, b)]
         report = parity_report(onnxruntime_runner(info.path), onnxruntime_runner(out), batches,

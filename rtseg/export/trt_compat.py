@@ -53,11 +53,24 @@ def import_tensorrt() -> ModuleType:
     except OSError as exc:  # the wheel is there but libnvinfer/libcudart cannot load
         raise BackendError(f"TensorRT is installed but its libraries failed to load ({exc}); "
                            "check the NVIDIA driver and CUDA runtime, see docs/tensorrt.md") from None
-    major = version_major(trt_mod.__version__)
+    if not hasattr(trt_mod, "Builder"):
+        # ``tensorrt-stubs`` installs a ``tensorrt`` folder holding only .pyi files,
+        # which Python imports as an empty namespace package.
+        raise BackendError(f"TensorRT is not installed (only its type stubs are); {INSTALL_HINT}")
+    major = version_major(str(trt_mod.__version__))
     if major < MIN_MAJOR:
         raise BackendError(f"TensorRT {trt_mod.__version__} is too old: rtseg needs TensorRT {MIN_MAJOR} or 11; "
                            f"{INSTALL_HINT}")
     return trt_mod
+
+
+def tensorrt_available() -> bool:
+    """True when a real TensorRT (not just its type stubs) can be imported."""
+    try:
+        import_tensorrt()
+    except BackendError:
+        return False
+    return True
 
 
 def version_major(version: str) -> int:
