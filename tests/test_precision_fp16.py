@@ -162,3 +162,24 @@ def test_camvid_trained_model_fp16_agreement(tmp_path: Path) -> None:
     cand, _ = openvino_runner(dst, inference_precision="f16")
     rep = parity_report(ref, cand, (f[None] for f in frames), loaded.meta.class_names)
     check_fp16(rep, min_agreement=FP16_MIN_AGREEMENT)
+
+
+def test_parity_on_a_video_source(onnx_pair: tuple[Path, Path], tmp_path: Path) -> None:
+    """The rtseg-bench --parity entry point on a real video file (frames written with cv2.VideoWriter)."""
+    import cv2
+
+    from rtseg.benchmark.parity import onnxruntime_runner, parity_on_source
+    from rtseg.core.datasets_meta import CAMVID_CLASSES
+
+    src, dst = onnx_pair
+    video = tmp_path / "clip.mp4"
+    vw = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (SIZE[1], SIZE[0]))
+    for f in street_frames(5, SIZE):
+        vw.write(f)
+    vw.release()
+    rep = parity_on_source(onnxruntime_runner(src), onnxruntime_runner(dst), video, input_size=SIZE,
+                           class_names=CAMVID_CLASSES, precision="fp16", min_agreement=0.99)
+    assert rep.frames == 5 and rep.logits_checked and rep.nonfinite == 0
+    with pytest.raises(ExportError, match="agree"):
+        parity_on_source(onnxruntime_runner(src), onnxruntime_runner(dst), video, input_size=SIZE,
+                         class_names=CAMVID_CLASSES, precision="fp16", min_agreement=1.01)

@@ -236,3 +236,36 @@ def openvino_runner(onnx_path: str | os.PathLike[str], *, inference_precision: s
         return tuple(outs) if n_out > 1 else outs[0]
 
     return run, executed
+
+
+def parity_on_source(
+    reference: Runner,
+    candidate: Runner,
+    source: str | os.PathLike[str],
+    *,
+    input_size: tuple[int, int],
+    class_names: Sequence[str],
+    batch: int = 1,
+    max_frames: int = 50,
+    precision: str = "fp16",
+    int8_budget: float = INT8_MIOU_BUDGET,
+    min_agreement: float = FP16_MIN_AGREEMENT,
+    reference_name: str = "fp32",
+    candidate_name: str | None = None,
+) -> ParityReport:
+    """``rtseg-bench --parity``: compare two runners on frames of a video/folder and apply the
+    acceptance rule for ``precision`` (fp16: pixel agreement; int8: mIoU budget).
+
+    Returns the report; raises ``ExportError`` (with the report's numbers) when it fails.
+    """
+    from rtseg.export.quantize import read_frames
+
+    frames = read_frames(source, input_size, max_frames)
+    batches = [frames[i:i + batch] for i in range(0, len(frames) - batch + 1, batch)]
+    report = parity_report(reference, candidate, batches, class_names, reference_name=reference_name,
+                           candidate_name=candidate_name or precision)
+    if precision in ("fp16", "f16"):
+        check_fp16(report, min_agreement=min_agreement)
+    elif precision == "int8":
+        check_int8_budget(report, budget_points=int8_budget)
+    return report

@@ -78,37 +78,7 @@ def read_onnx_info(onnx_path: str | os.PathLike[str]) -> OnnxInfo:
                     props.get("rtseg.precision", "f32"))
 
 
-def detect_platform() -> ec.Platform:
-    """TensorRT version and GPU (name, compute capability, driver) of this machine.
-
-    The GPU is queried through PyTorch's CUDA runtime, which rtseg's CUDA
-    paths use anyway; ``BackendError`` when TensorRT or a CUDA GPU is missing.
-    """
-    trt_mod = tc.import_tensorrt()
-    try:
-        import torch
-    except ImportError:
-        raise BackendError("the TensorRT path needs PyTorch with CUDA for device memory and streams; "
-                           "install a CUDA build of torch (see docs/tensorrt.md)") from None
-    if not torch.cuda.is_available():
-        raise BackendError("no CUDA GPU is visible (torch.cuda.is_available() is False); TensorRT needs an NVIDIA "
-                           "GPU, its driver and a CUDA build of torch")
-    dev = torch.cuda.current_device()
-    major, minor = torch.cuda.get_device_capability(dev)
-    return ec.Platform(trt_version=str(trt_mod.__version__), gpu_name=torch.cuda.get_device_name(dev),
-                       compute_capability=f"{major}.{minor}", driver=_driver_version(),
-                       cuda=str(torch.version.cuda))
-
-
-def _driver_version() -> str:
-    import subprocess
-
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
-        return out.strip().splitlines()[0]
-    except (OSError, subprocess.SubprocessError, IndexError):
-        return "unknown"
+detect_platform = tc.detect_platform
 
 
 def make_request(info: OnnxInfo, *, precision: str, batch_range: tuple[int, int, int],

@@ -28,6 +28,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from rtseg.core.errors import BackendError
+from rtseg.export.engine_cache import Platform
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -235,3 +236,36 @@ def numpy_dtype(trt_dtype: trt.DataType) -> str:
         return table[trt_dtype]
     except KeyError:
         raise BackendError(f"engine I/O type {trt_dtype} is not one rtseg uses; rebuild the engine") from None
+
+
+def detect_platform() -> Platform:
+    """TensorRT version and GPU (name, compute capability, driver) of this machine.
+
+    The GPU is queried through PyTorch's CUDA runtime, which rtseg's CUDA
+    paths use anyway; ``BackendError`` when TensorRT or a CUDA GPU is missing.
+    """
+    trt_mod = import_tensorrt()
+    try:
+        import torch
+    except ImportError:
+        raise BackendError("the TensorRT path needs PyTorch with CUDA for device memory and streams; "
+                           "install a CUDA build of torch (see docs/tensorrt.md)") from None
+    if not torch.cuda.is_available():
+        raise BackendError("no CUDA GPU is visible (torch.cuda.is_available() is False); TensorRT needs an NVIDIA "
+                           "GPU, its driver and a CUDA build of torch")
+    dev = torch.cuda.current_device()
+    major, minor = torch.cuda.get_device_capability(dev)
+    return Platform(trt_version=str(trt_mod.__version__), gpu_name=torch.cuda.get_device_name(dev),
+                       compute_capability=f"{major}.{minor}", driver=_driver_version(),
+                       cuda=str(torch.version.cuda))
+
+
+def _driver_version() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+        return out.strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "unknown"

@@ -83,12 +83,11 @@ class TensorRTBackend(Backend):
 
         from rtseg.export import engine_cache as ec
         from rtseg.export import trt_compat as tc
-        from rtseg.export.tensorrt_build import detect_platform
         from rtseg.runtime.cuda_staging import CudaStaging, require_cuda
 
         tc.import_tensorrt()
         torch = require_cuda()
-        self._platform = detect_platform()
+        self._platform = tc.detect_platform()
         ec.check_compatible(self._path, self._platform)  # before deserialising: say what differs
         logger = tc.make_logger(self._verbose)
         runtime = trt.Runtime(logger)
