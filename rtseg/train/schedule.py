@@ -32,7 +32,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Two groups: weights of convs/linears get ``weight_decay``; norm weights
     and all biases (1-D parameters) get none, since decaying them only shrinks
     scales and offsets the next layer would have to undo."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         if not p.requires_grad:
             continue

@@ -34,6 +34,7 @@ from rtseg.core.meta import ModelMeta
 from rtseg.data.augment import AugmentConfig, TrainAugment, normalize_bgr, resize_for_model
 from rtseg.data.datasets import DEFAULT_CAMVID_ROOT, SegDataset, open_dataset, require_nonempty
 from rtseg.eval.metrics import ConfusionMatrix, SegMetrics
+from rtseg.models.base import SegModel
 from rtseg.train.detail import DetailLoss
 from rtseg.train.losses import OhemCrossEntropy
 from rtseg.train.schedule import param_groups, poly_lr, set_lr
@@ -250,11 +251,11 @@ def dataset_meta(model_name: str, ds: SegDataset, input_size: tuple[int, int]) -
     """The metadata a model trained on ``ds`` ships with (ImageNet RGB normalisation)."""
     return ModelMeta(model=model_name, class_names=ds.info.class_names, palette=ds.info.palette,
                      mean=IMAGENET_MEAN, std=IMAGENET_STD, channel_order="RGB",
-                     input_size=tuple(input_size), dataset=ds.info.name)
+                     input_size=(int(input_size[0]), int(input_size[1])), dataset=ds.info.name)
 
 
 @torch.no_grad()
-def validate(model: torch.nn.Module, ds: SegDataset, meta: ModelMeta, input_size: tuple[int, int],
+def validate(model: SegModel, ds: SegDataset, meta: ModelMeta, input_size: tuple[int, int],
              device: torch.device, limit: int | None = None, batch: int = 4) -> SegMetrics:
     """mIoU of ``model`` on ``ds`` through the deploy graph (BGR uint8 in, labels out), the
     way every backend runs it: frames resized to ``input_size``, predictions resized back
@@ -372,7 +373,7 @@ class Trainer:
             self._init_from(model, cfg.init)
         model.to(device)
         if cuda and cfg.channels_last:
-            model.to(memory_format=torch.channels_last)
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         optimizer = torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
         scaler = torch.amp.GradScaler("cuda") if (cuda and cfg.amp) else None
 
