@@ -116,3 +116,30 @@ def test_cli_train_then_export_best(tiny, tmp_path, capsys):
     assert all(p.dtype == torch.float32 for p in loaded.model.parameters())  # FP16 file, float32 model
     assert not loaded.model.aux  # training-only heads are not shipped
     assert main(["--out", str(tmp_path / "none"), "--export-best", str(dest)]) != 0
+
+
+def test_sigterm_saves_the_resume_state(tiny, tmp_path):
+    """`kill PID` on a background run (which ignores SIGINT) saves last.pt and exits 130."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "bg"
+    cmd = [sys.executable, "-m", "rtseg.cli.train", "--data", str(tiny), "--out", str(out), "--crop", "64x64",
+           "--batch-size", "2", "--iters", "100000", "--warmup-iters", "1", "--workers", "0", "--threads", "1",
+           "--checkpoint-every", "100000", "--eval-every", "100000", "--log-every", "1"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        for line in proc.stderr:  # wait until at least one iteration finished
+            if "/100000 loss" in line or time.monotonic() > deadline:
+                break
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 130
+    state = torch.load(out / RESUME_FILE, map_location="cpu", weights_only=True)
+    assert state["iteration"] >= 1

@@ -111,9 +111,23 @@ def _body(args: argparse.Namespace, argv: list[str]) -> int:
         info = export_best(src, args.export_best, fp16=not args.fp32)
         print(info)
         return 0
+    import signal
+    import threading
+
     from rtseg.train.trainer import Trainer
 
-    Trainer(_config(args, argv), restart=args.restart).run(stop_at=args.stop_at)
+    def _term(signum, frame):
+        raise KeyboardInterrupt
+
+    # `kill PID` (and a machine shutting down) should save the resume state
+    # like Ctrl-C does; background jobs started with `&` ignore SIGINT.
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _term) if main_thread else None
+    try:
+        Trainer(_config(args, argv), restart=args.restart).run(stop_at=args.stop_at)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 
