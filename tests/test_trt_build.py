@@ -213,3 +213,28 @@ def test_torch_cuda_backend_matches_cpu() -> None:
             assert set(gpu.last_timings) == {"h2d", "compute", "d2h", "total"}
         agree = np.mean([np.mean(a == b) for a, b in zip(ref, got, strict=True)])
         assert agree >= 0.99
+
+
+def test_uint8_boundaries_rewritten_for_tensorrt(tiny_onnx: Path, tmp_path: Path) -> None:
+    """frames feed a Cast first and labels come from float->uint8, with identical labels."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto
+
+    out = tb.trt_boundary_casts(tiny_onnx, tmp_path / "io.onnx")
+    assert out == tmp_path / "io.onnx"
+    m = onnx.load(str(out))
+    users = [n for n in m.graph.node if "frames" in n.input]
+    assert [n.op_type for n in users] == ["Cast"]
+    assert next(a.i for a in users[0].attribute if a.name == "to") == TensorProto.FLOAT
+    prod = {o: n for n in m.graph.node for o in n.output}
+    last = prod["labels"]
+    assert last.op_type == "Cast" and prod[last.input[0]].op_type == "Cast"
+    assert next(a.i for a in prod[last.input[0]].attribute if a.name == "to") == TensorProto.FLOAT
+    frames = street_frames(2, SIZE)
+    for f in frames:
+        a = ort.InferenceSession(str(tiny_onnx)).run(None, {"frames": f[None]})[0]
+        b = ort.InferenceSession(str(out)).run(None, {"frames": f[None]})[0]
+        assert b.dtype == np.uint8 and np.array_equal(a, b)
+    # Already in that form: nothing to rewrite.
+    assert tb.trt_boundary_casts(out, tmp_path / "again.onnx") == out

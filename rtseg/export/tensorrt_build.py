@@ -155,9 +155,92 @@ def prepare_onnx(info: OnnxInfo, req: ec.BuildRequest, scratch: Path, *,
                                info.meta.class_names, candidate_name="int8 (ONNX Runtime CPU)")
         print(report.summary(), file=sys.stderr)
         check_int8_budget(report, budget_points=int8_budget)
+    out = trt_boundary_casts(out, scratch / f"{req.precision}_trt_io.onnx")
     if progress:
         progress(f"prepare {req.precision} ONNX", 1, 1)
     return out
+
+
+def trt_boundary_casts(onnx_in: Path, onnx_out: Path) -> Path:
+    """Rewrite the uint8 graph boundaries into the forms TensorRT documents for UINT8 I/O.
+
+    TensorRT allows a UINT8 network tensor only as an input converted to
+    FP32/FP16 or as an output converted from FP32/FP16 (``DataType.UINT8``), so:
+
+    - ``frames(uint8) -> Transpose -> Cast(float)`` becomes
+      ``frames(uint8) -> Cast(float) -> Transpose`` (the same values: a
+      transpose commutes with an element-wise cast);
+    - ``ArgMax(int64) -> Cast(uint8) -> labels`` becomes
+      ``ArgMax -> Cast(float) -> Cast(uint8)`` (class indices < 256 are exact
+      in FP32, and float->uint8 truncation is exact on integers).
+
+    Returns ``onnx_in`` unchanged when there is nothing to rewrite, else ``onnx_out``.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    from rtseg.core.atomic import atomic_path
+
+    model = onnx.load(str(onnx_in))
+    g = model.graph
+    nodes = list(g.node)
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    producer: dict[str, onnx.NodeProto] = {}
+    for n in nodes:
+        for x in n.input:
+            consumers.setdefault(x, []).append(n)
+        for x in n.output:
+            producer[x] = n
+    u8_inputs = {i.name for i in g.input if i.type.tensor_type.elem_type == TensorProto.UINT8}
+    u8_outputs = {o.name for o in g.output if o.type.tensor_type.elem_type == TensorProto.UINT8}
+
+    def cast_to(node: onnx.NodeProto) -> int:
+        return int(next(a.i for a in node.attribute if a.name == "to"))
+
+    first: dict[int, onnx.NodeProto] = {}  # id(node) -> node to emit just before it
+    moved: set[int] = set()  # casts now emitted before their transpose
+    for n in nodes:
+        if n.op_type == "Transpose" and n.input[0] in u8_inputs:
+            users = consumers.get(n.output[0], [])
+            if len(users) == 1 and users[0].op_type == "Cast" and \
+                    cast_to(users[0]) in (TensorProto.FLOAT, TensorProto.FLOAT16):
+                cast = users[0]
+                # Cast reads the graph input; Transpose reads the cast and writes the cast's old output.
+                src, mid, dst = n.input[0], n.output[0], cast.output[0]
+                cast.input[0], cast.output[0] = src, mid
+                n.input[0], n.output[0] = mid, dst
+                first[id(n)] = cast
+                moved.add(id(cast))
+        elif n.op_type == "Cast" and n.output[0] in u8_outputs and cast_to(n) == TensorProto.UINT8:
+            prod = producer.get(n.input[0])
+            if prod is not None and prod.op_type in ("ArgMax", "ArgMin"):
+                mid = n.input[0] + "__f32"
+                first[id(n)] = helper.make_node("Cast", [n.input[0]], [mid], to=TensorProto.FLOAT,
+                                                name=(n.name or "labels_cast") + "_via_f32")
+                n.input[0] = mid
+    changed = bool(first)
+    ordered: list[onnx.NodeProto] = []
+    for n in nodes:
+        if id(n) in moved:
+            continue
+        if id(n) in first:
+            ordered.append(first[id(n)])
+        ordered.append(n)
+    copies = []
+    for n in ordered:
+        c = onnx.NodeProto()
+        c.CopyFrom(n)
+        copies.append(c)
+    del g.node[:]
+    g.node.extend(copies)
+    if not changed:
+        return onnx_in
+    del g.value_info[:]
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    onnx.checker.check_model(model)
+    with atomic_path(onnx_out) as tmp:
+        onnx.save(model, str(tmp))
+    return onnx_out
 
 
 def build_plan(onnx_for_build: Path, req: ec.BuildRequest, input_name: str, *,
