@@ -238,3 +238,46 @@ def test_uint8_boundaries_rewritten_for_tensorrt(tiny_onnx: Path, tmp_path: Path
         assert b.dtype == np.uint8 and np.array_equal(a, b)
     # Already in that form: nothing to rewrite.
     assert tb.trt_boundary_casts(out, tmp_path / "again.onnx") == out
+
+
+def test_console_progress_lines() -> None:
+    import io
+
+    buf = io.StringIO()
+    show = tb.ConsoleProgress(buf)
+    for step in range(3):
+        show("TensorRT: Building engine", step, 2)
+    show("TensorRT: Building engine", 2, 2)  # repeated update is not printed twice
+    assert buf.getvalue() == ("TensorRT: Building engine:   0% (0/2)\rTensorRT: Building engine:  50% (1/2)\r"
+                              "TensorRT: Building engine: 100% (2/2)\n")
+
+
+def test_int8_calibrates_a_dynamic_batch_graph(tmp_path: Path, calib_dir: Path) -> None:
+    """An ONNX exported with a dynamic batch (for --batch-range MIN<MAX) is calibrated one frame at a time."""
+    import onnx
+    import torch
+    from precision_helpers import camvid_meta
+
+    from rtseg.export.quantize import quantize_int8
+    from rtseg.models.deploy import DeployGraph
+
+    graph = DeployGraph(tiny_model(), camvid_meta()).eval()
+    src = tmp_path / "dyn.onnx"
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter, as rtseg-export uses
+        torch.onnx.export(graph, (torch.zeros((1, *SIZE, 3), dtype=torch.uint8),), str(src), dynamo=False,
+                          opset_version=17, input_names=["frames"], output_names=["labels"],
+                          dynamic_axes={"frames": {0: "N"}, "labels": {0: "N"}})
+    m = onnx.load(str(src))
+    p = m.metadata_props.add()
+    p.key, p.value = "rtseg.meta", camvid_meta().to_json()
+    onnx.save(m, str(src))
+    info = tb.read_onnx_info(src)
+    assert info.batch == 0
+    req = tb.make_request(info, precision="int8", batch_range=(1, 2, 4), workspace_gb=None,
+                          calib_source=calib_dir, calib_frames=4, calib_method="minmax")
+    assert req.batch_range == (1, 2, 4)
+    rep = quantize_int8(src, tmp_path / "dyn_int8.onnx", calib_source=calib_dir, max_frames=4)
+    assert rep.calibration_frames == 4 and rep.quantized_nodes > 0

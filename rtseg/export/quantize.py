@@ -109,10 +109,11 @@ def _input_spec(model: onnx.ModelProto) -> tuple[str, tuple[int, int, int]]:
         raise ExportError(f"expected one graph input (frames), found {len(inputs)}; quantize an rtseg deploy graph")
     tt = inputs[0].type.tensor_type
     dims = [d.dim_value for d in tt.shape.dim]
-    if tt.elem_type != TensorProto.UINT8 or len(dims) != 4 or dims[3] != 3 or min(dims) <= 0:
-        raise ExportError("INT8 quantization expects the deploy graph's fixed-shape uint8 [N,H,W,3] frames input; "
-                          "re-export with rtseg-export --format onnx")
-    return inputs[0].name, (dims[0], dims[1], dims[2])
+    if tt.elem_type != TensorProto.UINT8 or len(dims) != 4 or dims[3] != 3 or min(dims[1:]) <= 0:
+        raise ExportError("INT8 quantization expects the deploy graph's uint8 [N,H,W,3] frames input with a fixed "
+                          "size; re-export with rtseg-export --format onnx")
+    # A dynamic batch dimension (0 here) is calibrated one frame at a time.
+    return inputs[0].name, (max(1, dims[0]), dims[1], dims[2])
 
 
 class FrameCalibrationReader:

@@ -31,6 +31,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from rtseg.core.atomic import atomic_write_bytes
 from rtseg.core.errors import BackendError, ExportError, UserInputError
@@ -350,6 +351,25 @@ def run_build(info: OnnxInfo, req: ec.BuildRequest, platform: ec.Platform, paths
             rebuild=command or rebuild_command(info.path, req, out, calib_source), io=io)
         ec.publish(paths, plan, sidecar)
     return ec.EnginePaths(paths.engine, paths.sidecar, paths.key, built=True)
+
+
+class ConsoleProgress:
+    """A ``progress`` callback for the CLI: one updating line per phase on stderr.
+
+    TensorRT calls it from its builder threads; it only writes to stderr.
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream: TextIO = stream if stream is not None else sys.stderr
+        self._last = ""
+
+    def __call__(self, phase: str, step: int, steps: int) -> None:
+        pct = f" {100 * step // steps:3d}%" if steps else ""
+        line = f"{phase}:{pct} ({step}/{steps})" if steps else phase
+        if line != self._last:
+            end = "\n" if steps and step >= steps else "\r"
+            print(line, end=end, file=self.stream, flush=True)
+            self._last = line
 
 
 def stale_engines(out_dir: Path, paths: ec.EnginePaths) -> list[Path]:
