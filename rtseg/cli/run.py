@@ -19,43 +19,23 @@ import queue
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from rtseg.cli.common import add_model_args, run_main
 from rtseg.core.errors import RtsegError, UserInputError
+from rtseg.runtime.choice import (
+    BUNDLED_MODEL,
+    FALLBACK_MODEL,
+    SAMPLE_CLIP,
+    ModelChoice,
+    make_backend_factory,
+    resolve_model,
+)
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
-SAMPLE_CLIP = ASSETS / "camvid_0016E5_val.mp4"
-BUNDLED_MODEL = ASSETS / "stdc1_camvid.pt"
-#: Used when no trained model is bundled yet: the CamVid input size, random weights.
-FALLBACK_MODEL = ("stdc1", 11, (360, 480))
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    model: str | None
-    weights: Path | None
-    num_classes: int | None
-    input_size: tuple[int, int] | None
-    onnx: Path | None
-
-
-def resolve_model(args: argparse.Namespace) -> ModelChoice:
-    """What the user asked for, or the bundled default (trained if shipped, else random STDC1)."""
-    from rtseg.models.deploy import parse_size
-
-    size = parse_size(args.input_size) if args.input_size else None
-    if args.onnx:
-        return ModelChoice(None, None, None, None, Path(args.onnx))
-    if args.model or args.weights:
-        if args.weights and not Path(args.weights).is_file():
-            raise UserInputError(f"weights file {args.weights} does not exist")
-        return ModelChoice(args.model, Path(args.weights) if args.weights else None, args.num_classes, size, None)
-    if BUNDLED_MODEL.is_file():
-        return ModelChoice(None, BUNDLED_MODEL, None, size, None)
-    name, n, default_size = FALLBACK_MODEL
-    return ModelChoice(name, None, n, size or default_size, None)
+# The model choice lives in rtseg.runtime.choice so the GUI shares it (it may not import the CLI);
+# the names stay importable from here.
+__all__ = ["ModelChoice", "resolve_model", "make_backend_factory", "SAMPLE_CLIP", "BUNDLED_MODEL",
+           "FALLBACK_MODEL", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,25 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, help="stop after this many frames (needed for cameras and streams)")
     p.add_argument("--smoothing", type=int, default=0, help="temporal hysteresis in frames (0 = off)")
     return p
-
-
-def make_backend_factory(choice: ModelChoice, backend: str, precision: str, threads: int | None):
-    """(factory, description): the factory is called on the pipeline's inference thread."""
-    from rtseg.export.artifacts import ensure_onnx
-    from rtseg.runtime.factory import ONNX_BACKENDS, canonical_kind, create_backend
-
-    kind = canonical_kind(backend)
-    if kind in ONNX_BACKENDS:
-        onnx_path = choice.onnx
-        if onnx_path is None:
-            onnx_path, fresh = ensure_onnx(choice.model, choice.weights, input_size=choice.input_size,
-                                           num_classes=choice.num_classes)
-            print(("exported " if fresh else "using ") + str(onnx_path))
-        return lambda: create_backend(kind, onnx_path, precision=precision, threads=threads)
-    if choice.onnx is not None:
-        raise UserInputError(f"--onnx runs on onnxruntime or openvino, not {kind}")
-    return lambda: create_backend(kind, choice.weights, precision=precision, threads=threads,
-                                  model=choice.model, num_classes=choice.num_classes, input_size=choice.input_size)
 
 
 def _run(args: argparse.Namespace) -> int:
