@@ -178,7 +178,8 @@ def test_build_run_and_reuse_engine(precision: str, tiny_onnx: Path, calib_dir: 
 
     calib = calib_dir if precision == "int8" else None
     paths = tb.build_engine(tiny_onnx, precision=precision, out_dir=tmp_path, calib_source=calib, calib_frames=8,
-                            int8_budget=100.0, timing_cache=tmp_path / "timing.cache")
+                            int8_budget=100.0, timing_cache=tmp_path / "timing.cache", verify_source=calib_dir,
+                            progress=tb.ConsoleProgress())
     assert paths.built and paths.engine.is_file() and paths.sidecar.is_file()
     again = tb.build_engine(tiny_onnx, precision=precision, out_dir=tmp_path, calib_source=calib, calib_frames=8,
                             int8_budget=100.0)

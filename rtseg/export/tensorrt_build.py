@@ -295,6 +295,7 @@ def build_engine(
     progress: tc.Progress | None = None,
     verbose: bool = False,
     command: str | None = None,
+    verify_source: str | os.PathLike[str] | None = None,
 ) -> ec.EnginePaths:
     """Build (or reuse) the TensorRT engine for an rtseg FP32 deploy-graph ONNX.
 
@@ -304,6 +305,9 @@ def build_engine(
     interrupted build (exception or Ctrl-C) leaves no engine, sidecar or
     intermediate file behind. ``command``: the command line that asked for
     this build, stored in the sidecar as the way to rebuild it.
+    ``verify_source`` (video or folder): after building, run the engine on
+    its frames against the FP32 ONNX in ONNX Runtime and delete the engine
+    again if it fails the precision's acceptance rule (``verify_engine``).
     """
     info = read_onnx_info(onnx_path)
     if batch_range is None:
@@ -324,9 +328,39 @@ def build_engine(
                            ": pass --rebuild-on-mismatch to replace it")
     for s in stale:
         ec.remove_pair(s)
-    return run_build(info, req, platform, paths, calib_source=calib_source, int8_budget=int8_budget,
-                     timing_cache=Path(timing_cache) if timing_cache else None, progress=progress,
-                     verbose=verbose, command=command)
+    built = run_build(info, req, platform, paths, calib_source=calib_source, int8_budget=int8_budget,
+                      timing_cache=Path(timing_cache) if timing_cache else None, progress=progress,
+                      verbose=verbose, command=command)
+    if verify_source is not None:
+        verify_engine(built, info.path, verify_source, int8_budget=int8_budget)
+    return built
+
+
+def verify_engine(paths: ec.EnginePaths, fp32_onnx: Path, source: str | os.PathLike[str], *,
+                  int8_budget: float = 1.0, max_frames: int = 30) -> object:
+    """Run a freshly built engine against the FP32 ONNX (ONNX Runtime, CPU) on ``source`` frames.
+
+    fp16 must agree on >= 99.5% of pixels, int8 must stay within ``int8_budget``
+    mIoU points, nothing may be NaN/Inf. A failing engine and its sidecar are
+    deleted and ``ExportError`` says why. Returns the ``ParityReport``.
+    """
+    from rtseg.benchmark.parity import onnxruntime_runner, parity_on_source
+    from rtseg.runtime.tensorrt_backend import TensorRTBackend
+
+    be = TensorRTBackend(paths.engine)
+    with be:
+        n, h, w = be.input_shape
+        try:
+            report = parity_on_source(onnxruntime_runner(fp32_onnx), be.infer, source, input_size=(h, w),
+                                      class_names=be.meta.class_names, batch=n, max_frames=max_frames,
+                                      precision=str(be.sidecar["precision"]), int8_budget=int8_budget,
+                                      candidate_name=f"TensorRT {be.sidecar['precision']}")
+        except ExportError:
+            be.deactivate()
+            ec.remove_pair(paths)
+            raise
+    print(report.summary(), file=sys.stderr)
+    return report
 
 
 def run_build(info: OnnxInfo, req: ec.BuildRequest, platform: ec.Platform, paths: ec.EnginePaths, *,
