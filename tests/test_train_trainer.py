@@ -109,7 +109,9 @@ def test_cli_train_then_export_best(tiny, tmp_path, capsys):
     assert (out / BEST_FILE).is_file() and (out / RESUME_FILE).is_file()
     dest = tmp_path / "assets" / "m.pt"
     assert main(["--out", str(out), "--export-best", str(dest)]) == 0
-    assert "fp16" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "fp16" in printed and "| class | val IoU % |" in printed and "| class 3 |" in printed
+    assert "command: `rtseg-train --model stdc1" in printed
     from rtseg.models.checkpoint import load_model
 
     loaded = load_model(dest)

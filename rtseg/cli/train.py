@@ -105,11 +105,12 @@ def _body(args: argparse.Namespace, argv: list[str]) -> int:
     import os
 
     if args.export_best:
-        from rtseg.train.export import export_best
+        from rtseg.train.export import export_best, model_card
 
         src = Path(os.path.expanduser(args.out)) / "best.pt"
         info = export_best(src, args.export_best, fp16=not args.fp32)
         print(info)
+        print(model_card(args.export_best))
         return 0
     import signal
     import threading

@@ -44,3 +44,27 @@ def export_best(src: str | Path, dest: str | Path, *, fp16: bool = True) -> str:
     size_mb = dest.stat().st_size / 1e6
     return (f"wrote {dest} ({size_mb:.1f} MB, {'fp16' if fp16 else 'fp32'} weights) from iteration "
             f"{extra.get('iteration', '?')}" + (f", val mIoU {100 * miou:.2f}%" if miou is not None else ""))
+
+
+def model_card(path: str | Path) -> str:
+    """Markdown summary of an rtseg checkpoint's validation results (for assets/README.md)."""
+    obj = torch.load(Path(path), map_location="cpu", weights_only=True)
+    extra = obj.get("extra") or {}
+    meta = obj.get("meta") or {}
+    per_class = extra.get("val_per_class_iou") or {}
+    cfg = extra.get("train_config") or {}
+    lines = [
+        f"- model: `{meta.get('model')}`, {len(meta.get('class_names', []))} classes, input "
+        f"{'x'.join(str(v) for v in meta.get('input_size') or [])} (HxW), dataset `{meta.get('dataset')}`",
+        f"- iteration {extra.get('iteration')} of a {cfg.get('iters')}-iteration schedule, "
+        f"selected on the `{extra.get('val_split')}` split",
+        f"- val mIoU **{100 * extra['val_miou']:.2f}%**, pixel accuracy "
+        f"{100 * extra['val_pixel_accuracy']:.2f}%" if "val_miou" in extra else "- not validated",
+        f"- command: `{cfg.get('command')}`" if cfg.get("command") else "- command: unknown",
+        "",
+        "| class | val IoU % |",
+        "|---|---|",
+    ]
+    for name, v in per_class.items():
+        lines.append(f"| {name} | {'n/a' if v is None else f'{100 * v:.2f}'} |")
+    return "\n".join(lines)
