@@ -261,9 +261,19 @@ def build_plan(onnx_for_build: Path, req: ec.BuildRequest, input_name: str, *,
     tc.set_workspace(config, req.workspace_gb)
     h, w = req.input_size
     lo, opt, hi = req.batch_range
-    profile = builder.create_optimization_profile()
-    profile.set_shape(input_name, trt.Dims([lo, h, w, 3]), trt.Dims([opt, h, w, 3]), trt.Dims([hi, h, w, 3]))
-    config.add_optimization_profile(profile)
+    inputs = [network.get_input(i) for i in range(network.num_inputs)]
+    frames = next((t for t in inputs if t.name == input_name), None)
+    if frames is None:
+        raise ExportError(f"the parsed network has no input {input_name!r}; rebuild from an rtseg ONNX export")
+    dims = [int(frames.shape[i]) for i in range(len(frames.shape))]
+    if any(d < 0 for d in dims):
+        # Dynamic batch: one optimization profile spanning --batch-range.
+        profile = builder.create_optimization_profile()
+        profile.set_shape(input_name, trt.Dims([lo, h, w, 3]), trt.Dims([opt, h, w, 3]), trt.Dims([hi, h, w, 3]))
+        config.add_optimization_profile(profile)
+    elif dims != [lo, h, w, 3] or lo != hi:
+        raise ExportError(f"the ONNX input is fixed at {dims}, which does not match batch range {lo}:{opt}:{hi}; "
+                          "export with a matching --batch (or a dynamic batch)")
     if timing_cache is not None:
         tc.load_timing_cache(config, timing_cache.read_bytes() if timing_cache.is_file() else b"")
     monitor = tc.attach_progress(config, progress)
