@@ -166,7 +166,7 @@ class MainWindow(QMainWindow):
         self.act_mask = A("Mask only", "M", lambda on: self.view.set_style(mask_only=on), checkable=True,
                           tip="Show only the colour mask")
         self.act_record = A("Record", "R", self.set_recording, checkable=True, tip="Record the overlay to MP4")
-        self.act_shot = A("Screenshot", "S", self.save_screenshot, tip="Save the overlay as PNG")
+        self.act_shot = A("Screenshot", "S", lambda: self.save_screenshot(), tip="Save the overlay as PNG")
         self.act_full = A("Full screen", "F", self.set_full_screen, checkable=True, tip="Full screen")
         self.act_full.setShortcuts([QKeySequence("F"), QKeySequence("F11")])
 
@@ -186,10 +186,10 @@ class MainWindow(QMainWindow):
         self.seek_slider.actionTriggered.connect(
             lambda _a: QTimer.singleShot(0, lambda: self._seek_to(self.seek_slider.sliderPosition())))
         self.pos_label = QLabel("-")
-        self.pos_label.setMinimumWidth(90)
+        self.pos_label.setMinimumWidth(70)
         self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
         self.opacity_slider.setRange(0, 100)
-        self.opacity_slider.setFixedWidth(120)
+        self.opacity_slider.setFixedWidth(100)
         self.opacity_slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.opacity_slider.setToolTip("Mask opacity")
         self.opacity_slider.valueChanged.connect(lambda v: self.set_opacity(v / 100.0))
@@ -204,25 +204,29 @@ class MainWindow(QMainWindow):
         self.mask_box.toggled.connect(self.act_mask.setChecked)
         self.act_mask.toggled.connect(self.mask_box.setChecked)
 
-        controls = QHBoxLayout()
+        # two rows so the window still fits a small screen next to the side panel
+        transport = QHBoxLayout()
         for a in (self.act_pause, self.act_step):
-            controls.addWidget(self._tool(a))
-        controls.addWidget(self.seek_slider, 1)
-        controls.addWidget(self.pos_label)
-        controls.addWidget(QLabel("opacity"))
-        controls.addWidget(self.opacity_slider)
-        controls.addWidget(self.opacity_label)
-        controls.addWidget(self.overlay_box)
-        controls.addWidget(self.mask_box)
-        for a in (self.act_record, self.act_shot, self.act_full):
-            controls.addWidget(self._tool(a))
+            transport.addWidget(self._tool(a))
+        transport.addWidget(self.seek_slider, 1)
+        transport.addWidget(self.pos_label)
+        look = QHBoxLayout()
+        look.addWidget(QLabel("opacity"))
+        look.addWidget(self.opacity_slider)
+        look.addWidget(self.opacity_label)
+        look.addWidget(self.overlay_box)
+        look.addWidget(self.mask_box)
+        look.addStretch(1)
+        for a in (self.act_record, self.act_shot):  # full screen: F or the View menu
+            look.addWidget(self._tool(a))
 
         left = QWidget()
         lv = QVBoxLayout(left)
         lv.setContentsMargins(4, 4, 4, 4)
         lv.addWidget(self.banner)
         lv.addWidget(self.view, 1)
-        lv.addLayout(controls)
+        lv.addLayout(transport)
+        lv.addLayout(look)
 
         self.side = QWidget()
         sv = QVBoxLayout(self.side)
@@ -230,7 +234,7 @@ class MainWindow(QMainWindow):
         sv.addWidget(QLabel("<b>Classes</b>"))
         sv.addWidget(self.legend, 1)
         sv.addWidget(self.stats_panel)
-        self.side.setMinimumWidth(300)
+        self.side.setMinimumWidth(210)
 
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(left)
