@@ -1,11 +1,19 @@
 """``rtseg-export``: turn a model into a deploy artifact.
 
     rtseg-export --model stdc1 --weights model_maxmIOU50.pth --input-size 512x1024 --format onnx
+    rtseg-export --model stdc1 --weights model_maxmIOU50.pth --input-size 512x1024 --format engine --precision fp16
+
+Every artifact is the same fused deploy graph (uint8 BGR frames in, uint8
+labels out). An engine is built from the verified FP32 ONNX in small
+file-in/file-out steps (``rtseg.export.tensorrt_build``) and lands in
+``engines/`` with a JSON sidecar.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,59 +25,152 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rtseg-export",
         description="Export a segmentation model as the fused deploy graph (uint8 BGR frames in, "
-                    "uint8 labels out) to ONNX, with its metadata, verified against PyTorch.",
+                    "uint8 labels out): a verified ONNX with its metadata, or a TensorRT engine with a JSON sidecar.",
     )
     add_model_args(p)
-    p.add_argument("--batch", type=int, default=1, help="fixed batch size of the artifact (default 1)")
-    p.add_argument("--format", choices=["onnx"], default="onnx", help="artifact format (default onnx)")
-    p.add_argument("--output", "-o", help="output path (default: engines/<model>_<H>x<W>_b<N>.onnx)")
-    p.add_argument("--logits", action="store_true", help="also output float logits (for parity tools)")
-    p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
+    p.add_argument("--format", choices=["onnx", "engine"], default="onnx", help="artifact format (default onnx)")
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"],
+                   help="engine: fp16 (default), fp32 or int8 (explicit Q/DQ calibrated on --calib-source). "
+                        "onnx: fp32 (default), fp16 (mixed-precision ONNX) or int8 (Q/DQ ONNX)")
+    batch = p.add_mutually_exclusive_group()
+    batch.add_argument("--batch", type=int, default=None, help="fixed batch size (default 1)")
+    batch.add_argument("--batch-range", metavar="MIN:OPT:MAX", help="engine only: dynamic batch profile")
+    p.add_argument("--workspace", type=float, metavar="GB", help="engine: builder workspace limit")
+    p.add_argument("--timing-cache", metavar="PATH", help="engine: TensorRT timing cache file to read/update")
+    p.add_argument("--calib-source", metavar="VIDEO_OR_FOLDER", help="int8: frames to calibrate on (your own data)")
+    p.add_argument("--int8-budget", type=float, default=1.0,
+                   help="int8: largest accepted mIoU drop vs FP32 labels, in points (default 1)")
+    p.add_argument("--rebuild-on-mismatch", action="store_true",
+                   help="engine: rebuild when a cached engine was built for another TensorRT or GPU")
+    p.add_argument("--output", "-o", help="onnx: output path (default engines/<model>_<H>x<W>_b<N>[_fp16].onnx)")
+    p.add_argument("--out-dir", default="engines", help="engine: output folder (default engines/)")
+    p.add_argument("--logits", action="store_true", help="onnx: also output float logits (for parity tools)")
+    p.add_argument("--no-verify", action="store_true", help="onnx: skip the ONNX Runtime vs PyTorch check")
     p.add_argument("--list-models", action="store_true", help="list the zoo's models and exit")
     return p
 
 
-def _run(args: argparse.Namespace) -> int:
-    from rtseg.models.deploy import parse_size
+def _list_models() -> int:
+    from rtseg.models import get_entry, list_models
 
-    if args.list_models:
-        from rtseg.models import get_entry, list_models
+    for name in list_models():
+        print(f"{name:12s} {get_entry(name).summary}")
+    return 0
 
-        for name in list_models():
-            print(f"{name:12s} {get_entry(name).summary}")
-        return 0
-    if not args.model and not args.weights:
-        raise UserInputError("say which model: --model NAME (random weights) and/or --weights PATH")
-    size = parse_size(args.input_size) if args.input_size else None
-    if args.weights and not Path(args.weights).is_file():
-        raise UserInputError(f"weights file {args.weights} does not exist")
 
+def _export_fp32_onnx(args: argparse.Namespace, size, batch: int | None, out: Path | None):
+    """Load the model and export (or reuse) the verified FP32 deploy ONNX; returns (path, meta)."""
+    from rtseg.export.artifacts import ensure_onnx
     from rtseg.export.onnx_export import export_onnx
     from rtseg.models.deploy import load_for_deploy
 
     loaded = load_for_deploy(args.model, args.num_classes, args.weights)
-    size = size or loaded.meta.input_size
-    if size is None:
-        raise UserInputError("this checkpoint records no input size: pass --input-size HxW")
-    out = Path(args.output) if args.output else Path("engines") / f"{loaded.meta.model}_{size[0]}x{size[1]}_b{args.batch}.onnx"
     if loaded.meta.trained:
         print(loaded.report.summary())
     else:
         print("WARNING: no --weights given: exporting RANDOM, UNTRAINED weights (the labels mean nothing)")
-    res = export_onnx(loaded.model, loaded.meta, input_size=size, path=out, batch=args.batch,
-                      with_logits=args.logits, verify=not args.no_verify)
+    size = size or loaded.meta.input_size
+    if size is None:
+        raise UserInputError("this checkpoint records no input size: pass --input-size HxW")
+    if out is None:
+        path, fresh = ensure_onnx(args.model, args.weights, input_size=size, num_classes=args.num_classes,
+                                  batch=batch)
+        print(("exported " if fresh else "reusing ") + f"FP32 deploy ONNX {path}")
+        return path, loaded.meta
+    res = export_onnx(loaded.model, loaded.meta, input_size=size, path=out, batch=batch or 1,
+                      with_logits=args.logits, verify=not args.no_verify, dynamic_batch=batch is None)
     print(f"wrote {res.path} ({res.path.stat().st_size / 1e6:.1f} MB, sha256 {res.sha256[:12]})")
     print(f"  graph: frames uint8 {list(res.input_shape)} BGR -> labels uint8 {list(res.input_shape[:3])}; "
           f"{loaded.meta.num_classes} classes, opset 17")
     if not args.no_verify:
         print(f"  verified: ONNX Runtime vs PyTorch labels agree on {res.agreement:.4%} of pixels "
               f"({res.verify_frames} frames)")
+    return res.path, loaded.meta
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rtseg.models.deploy import parse_size
+
+    if args.list_models:
+        return _list_models()
+    if not args.model and not args.weights:
+        raise UserInputError("say which model: --model NAME (random weights) and/or --weights PATH")
+    size = parse_size(args.input_size) if args.input_size else None
+    if args.weights and not Path(args.weights).is_file():
+        raise UserInputError(f"weights file {args.weights} does not exist")
+    if args.batch is not None and args.batch < 1:
+        raise UserInputError(f"--batch must be >= 1, got {args.batch}")
+    if args.precision == "int8" and not args.calib_source:
+        raise UserInputError("--precision int8 needs --calib-source VIDEO_OR_FOLDER: frames of your own data "
+                             "to calibrate on")
+    if args.calib_source and not Path(args.calib_source).exists():
+        raise UserInputError(f"--calib-source {args.calib_source} does not exist")
+    if args.format == "engine":
+        return _engine(args, size)
+    if args.batch_range:
+        raise UserInputError("--batch-range is for --format engine; an ONNX for ONNX Runtime/OpenVINO has a fixed --batch")
+    precision = args.precision or "fp32"
+    out = Path(args.output) if args.output else None
+    if out is not None and out.suffix != ".onnx":
+        raise UserInputError(f"output {out} must end in .onnx")
+    if precision == "fp32":
+        if out is None:
+            name = args.model or Path(args.weights).stem
+            out = Path("engines") / f"{name}_{size[0]}x{size[1]}_b{args.batch or 1}.onnx" if size else None
+        _export_fp32_onnx(args, size, args.batch or 1, out)
+        return 0
+    # fp16 / int8 ONNX: file in (the FP32 export), file out.
+    fp32, meta = _export_fp32_onnx(args, size, args.batch or 1, None)
+    out = out or fp32.with_name(fp32.stem + f"_{precision}.onnx")
+    if precision == "fp16":
+        from rtseg.export.precision import convert_to_mixed_fp16
+
+        rep = convert_to_mixed_fp16(fp32, out)
+        print(f"wrote {out}: mixed FP16 ({rep.fp16_nodes} nodes FP16, {rep.fp32_nodes} kept FP32, "
+              f"{rep.casts_inserted} casts)")
+    else:
+        from rtseg.benchmark.parity import onnxruntime_runner, parity_on_source
+        from rtseg.core.errors import ExportError
+        from rtseg.export.quantize import quantize_int8
+
+        rep8 = quantize_int8(fp32, out, calib_source=args.calib_source)
+        print(f"wrote {out}: explicit Q/DQ INT8 calibrated on {rep8.calibration_frames} frames of "
+              f"{args.calib_source} ({rep8.quantized_nodes} ops quantized)")
+        # The same acceptance rule as for INT8 engines: mIoU vs FP32 labels within the budget.
+        try:
+            parity = parity_on_source(onnxruntime_runner(fp32), onnxruntime_runner(out), args.calib_source,
+                                      input_size=size or meta.input_size, class_names=meta.class_names,
+                                      precision="int8", int8_budget=args.int8_budget)
+        except ExportError:
+            out.unlink(missing_ok=True)
+            raise
+        print(parity.summary())
+    return 0
+
+
+def _engine(args: argparse.Namespace, size) -> int:
+    from rtseg.export.engine_cache import parse_batch_range
+    from rtseg.export.tensorrt_build import ConsoleProgress, build_engine, detect_platform
+
+    # Fail before exporting anything when TensorRT or the GPU is missing.
+    detect_platform()
+    batch_range = parse_batch_range(args.batch_range, args.batch)
+    dynamic = batch_range[0] != batch_range[2]
+    fp32, _meta = _export_fp32_onnx(args, size, None if dynamic else batch_range[0], None)
+    command = "rtseg-export " + shlex.join(args._argv if args._argv is not None else sys.argv[1:])
+    paths = build_engine(fp32, precision=args.precision or "fp16", batch_range=batch_range,
+                         workspace_gb=args.workspace, timing_cache=args.timing_cache, calib_source=args.calib_source,
+                         int8_budget=args.int8_budget, out_dir=args.out_dir,
+                         rebuild_on_mismatch=args.rebuild_on_mismatch, progress=ConsoleProgress(), command=command)
+    print(("built " if paths.built else "reusing cached ") + f"{paths.engine}\n  sidecar {paths.sidecar}")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point of ``rtseg-export``."""
-    return run_main("rtseg-export", _run, build_parser(), argv)
+    parser = build_parser()
+    parser.set_defaults(_argv=list(argv) if argv is not None else None)
+    return run_main("rtseg-export", _run, parser, argv)
 
 
 if __name__ == "__main__":

@@ -11,33 +11,30 @@ import hashlib
 from pathlib import Path
 
 from rtseg.core.errors import UserInputError
+from rtseg.core.hashing import file_sha256
 
 DEFAULT_ENGINE_DIR = Path("engines")
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def onnx_cache_path(model: str, num_classes: int | None, input_size: tuple[int, int], batch: int,
+def onnx_cache_path(model: str, num_classes: int | None, input_size: tuple[int, int], batch: int | None,
                     weights: str | Path | None, out_dir: str | Path = DEFAULT_ENGINE_DIR) -> Path:
-    """Where the ONNX export of this exact request lives."""
+    """Where the ONNX export of this exact request lives (``batch`` None: dynamic batch)."""
     from rtseg import __version__
 
     tag = file_sha256(weights)[:12] if weights else f"random{num_classes}"
     h, w = input_size
-    key = hashlib.sha256(f"{model}|{num_classes}|{h}x{w}|{batch}|{tag}|{__version__}".encode()).hexdigest()[:8]
-    return Path(out_dir) / f"{model}_{h}x{w}_b{batch}_{tag[:8]}_{key}.onnx"
+    b = "dyn" if batch is None else str(batch)
+    key = hashlib.sha256(f"{model}|{num_classes}|{h}x{w}|{b}|{tag}|{__version__}".encode()).hexdigest()[:8]
+    return Path(out_dir) / f"{model}_{h}x{w}_b{b}_{tag[:8]}_{key}.onnx"
 
 
 def ensure_onnx(model: str | None, weights: str | Path | None, *, input_size: tuple[int, int] | None,
-                num_classes: int | None = None, batch: int = 1, out_dir: str | Path = DEFAULT_ENGINE_DIR,
+                num_classes: int | None = None, batch: int | None = 1, out_dir: str | Path = DEFAULT_ENGINE_DIR,
                 verify_source: str | Path | None = None) -> tuple[Path, bool]:
-    """Return (path, exported_now) of the ONNX deploy graph for this model request."""
+    """Return (path, exported_now) of the ONNX deploy graph for this model request.
+
+    ``batch=None`` exports a dynamic batch dimension (for TensorRT batch ranges).
+    """
     from rtseg.export.onnx_export import export_onnx
     from rtseg.models.deploy import load_for_deploy
 
@@ -50,6 +47,6 @@ def ensure_onnx(model: str | None, weights: str | Path | None, *, input_size: tu
     path = onnx_cache_path(loaded.meta.model, loaded.model.num_classes, tuple(size), batch, weights, out_dir)
     if path.is_file():
         return path, False
-    export_onnx(loaded.model, loaded.meta, input_size=tuple(size), batch=batch, path=path,
-                verify_source=verify_source)
+    export_onnx(loaded.model, loaded.meta, input_size=tuple(size), batch=batch or 1, path=path,
+                verify_source=verify_source, dynamic_batch=batch is None)
     return path, True

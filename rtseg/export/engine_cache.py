@@ -33,6 +33,7 @@ from typing import Any
 
 from rtseg.core.atomic import atomic_path
 from rtseg.core.errors import BackendError, UserInputError
+from rtseg.core.hashing import file_sha256
 from rtseg.core.meta import ModelMeta
 
 SIDECAR_SCHEMA = 1
@@ -110,14 +111,6 @@ def parse_batch_range(text: str | None, batch: int | None = None) -> tuple[int, 
     if not (1 <= lo <= opt <= hi):
         raise UserInputError(f"--batch-range must satisfy 1 <= MIN <= OPT <= MAX, got {text}")
     return lo, opt, hi
-
-
-def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def calib_fingerprint(source: str | os.PathLike[str], max_frames: int, method: str) -> str:

@@ -84,8 +84,13 @@ def export_onnx(
     with_logits: bool = False,
     verify: bool = True,
     verify_source: str | Path | None = None,
+    dynamic_batch: bool = False,
 ) -> ExportResult:
     """Export ``model`` as the fused deploy graph to ``path`` (atomically).
+
+    ``dynamic_batch``: leave the batch dimension symbolic (for a TensorRT
+    engine with a batch range); ONNX Runtime/OpenVINO backends need a fixed
+    batch and refuse such a file.
 
     Raises ``ExportError`` when the checker or the ONNX Runtime parity check
     fails; nothing is left at ``path`` then.
@@ -118,13 +123,16 @@ def export_onnx(
             torch.onnx.export(
                 graph, (example,), str(tmp), dynamo=False, opset_version=opset,
                 input_names=["frames"], output_names=outputs, do_constant_folding=True,
+                dynamic_axes={name: {0: "batch"} for name in ["frames", *outputs]} if dynamic_batch else None,
             )
         proto = onnx.load(str(tmp))
         props = {
             ONNX_META_KEY: meta.to_json(),
-            "rtseg.input": json.dumps({"name": "frames", "shape": [batch, h, w, 3], "dtype": "uint8",
+            "rtseg.input": json.dumps({"name": "frames", "shape": [-1 if dynamic_batch else batch, h, w, 3],
+                                       "dtype": "uint8",
                                        "layout": "NHWC", "channels": "BGR"}),
-            "rtseg.output": json.dumps({"name": "labels", "shape": [batch, h, w], "dtype": "uint8"}),
+            "rtseg.output": json.dumps({"name": "labels", "shape": [-1 if dynamic_batch else batch, h, w],
+                                        "dtype": "uint8"}),
             "rtseg.precision": "f32",
         }
         del proto.metadata_props[:]

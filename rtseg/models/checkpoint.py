@@ -20,7 +20,6 @@ never prints; callers show ``LoadReport.summary()``.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import pickle
@@ -37,6 +36,7 @@ import torch
 from rtseg.core.atomic import atomic_path
 from rtseg.core.datasets_meta import CITYSCAPES_CLASSES, IMAGENET_MEAN, IMAGENET_STD, default_classes
 from rtseg.core.errors import CheckpointError, UserInputError
+from rtseg.core.hashing import file_sha256
 from rtseg.core.meta import ModelMeta
 from rtseg.models.base import SegModel
 from rtseg.models.registry import create_model, get_entry, list_models
@@ -127,15 +127,6 @@ class LoadedModel:
 
 
 # --- reading files ----------------------------------------------------------------
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes (read in chunks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _read(path: Path) -> Any:
