@@ -56,9 +56,11 @@ def resolve_model(args: Any) -> ModelChoice:
     ``args`` has the attributes of ``add_model_args`` plus ``onnx`` (an
     argparse namespace, or any object with them).
     """
-    from rtseg.models.deploy import parse_size
+    size = None
+    if getattr(args, "input_size", None):
+        from rtseg.models.deploy import parse_size  # imports torch: only when a size must be checked
 
-    size = parse_size(args.input_size) if getattr(args, "input_size", None) else None
+        size = parse_size(args.input_size)
     if getattr(args, "onnx", None):
         return ModelChoice(None, None, None, None, Path(args.onnx))
     if args.model or args.weights:

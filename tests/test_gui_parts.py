@@ -1,0 +1,181 @@
+"""GUI pieces on their own: the view's newest-wins painting, composition, recorder, settings, pickers."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("PyQt6.QtWidgets")
+
+from rtseg.core.errors import RtsegError, UserInputError  # noqa: E402
+from rtseg.core.frames import Frame, Result  # noqa: E402
+from rtseg.gui.compose import LutCache, OverlayStyle, compose  # noqa: E402
+from rtseg.gui.model_picker import ModelPickerDialog, ModelRequest, describe_onnx  # noqa: E402
+from rtseg.gui.recorder import Recorder  # noqa: E402
+from rtseg.gui.settings import MAX_RECENT, Settings  # noqa: E402
+from rtseg.gui.source_dialog import SourceDialog  # noqa: E402
+from rtseg.gui.video_view import VideoView, fit_rect  # noqa: E402
+from rtseg.pipeline.stats import PipelineStats  # noqa: E402
+from rtseg.runtime.choice import ModelChoice  # noqa: E402
+from rtseg.runtime.onnx_file import OnnxArtifact  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def meta(small_onnx: Path):
+    return OnnxArtifact.open(small_onnx).meta
+
+
+def make_result(meta, serial: int, value: int, size=(120, 160)) -> Result:
+    """A result whose labels are all class ``value`` (model size 72x96) on a grey frame."""
+    h, w = size
+    frame = Frame(seq=serial, t_capture=time.perf_counter(), image=np.full((h, w, 3), 90, np.uint8), index=serial)
+    labels = np.full((72, 96), value, np.uint8)
+    now = time.perf_counter()
+    return Result(frame=frame, labels=labels, model_size=(72, 96), meta=meta, serial=serial, t_start=now,
+                  preprocess_s=0.0, infer_s=0.0, smoothing_s=0.0, t_result=now)
+
+
+def test_view_paints_only_the_newest_result_and_counts_the_superseded(qtbot, meta) -> None:
+    view = VideoView()
+    qtbot.addWidget(view)
+    view.stats = PipelineStats()
+    view.resize(320, 240)
+    view.show()
+    qtbot.waitExposed(view)
+    first = make_result(meta, 0, 1)
+    with qtbot.waitSignal(view.displayed, timeout=2000) as sig:
+        view.offer(first)
+    assert sig.args[0] is first
+    # three results arrive before the next refresh: only the last is painted
+    stale = [make_result(meta, i, 2) for i in (1, 2)]
+    newest = make_result(meta, 3, 3)
+    for r in stale:
+        view.offer(r)
+    with qtbot.waitSignal(view.displayed, timeout=2000) as sig:
+        view.offer(newest)
+    assert sig.args[0] is newest
+    snap = view.stats.snapshot()
+    assert snap.displayed == 2
+    assert snap.dropped_superseded == 2
+    # painting waits for the refresh interval after the previous paint (no paint storm)
+    assert view.refresh_interval() == pytest.approx(1 / 60, rel=0.5)
+    img = view.rendered_image().convertToFormat(view.rendered_image().Format.Format_RGB888)
+    centre = img.pixelColor(160, 120)
+    expected = np.array(meta.palette[3]) * 0.5 + 90 * 0.5
+    assert abs(centre.red() - expected[0]) <= 2 and abs(centre.blue() - expected[2]) <= 2
+
+
+def test_fit_rect_keeps_the_aspect_ratio() -> None:
+    from PyQt6.QtCore import QRect
+
+    r = fit_rect(160, 120, QRect(0, 0, 400, 200))
+    assert (r.width(), r.height(), r.x(), r.y()) == (267, 200, 66, 0)
+    assert fit_rect(160, 120, QRect(0, 0, 0, 10)).isEmpty()
+
+
+def test_compose_colourises_at_model_size_and_scales_the_mask(meta) -> None:
+    frame = np.full((120, 160, 3), 50, np.uint8)
+    labels = np.zeros((72, 96), np.uint8)
+    labels[:, 48:] = 4
+    lut = LutCache().get(meta.palette, None)
+    mask = compose(frame, labels, lut, OverlayStyle(mask_only=True), (320, 240))
+    assert mask.shape == (240, 320, 3)
+    r, g, b = meta.palette[4]
+    assert tuple(mask[10, 300]) == (b, g, r) and tuple(mask[10, 10]) == tuple(lut[0])
+    hidden = compose(frame, labels, LutCache().get(meta.palette, (True,) * 4 + (False,) + (True,) * 6),
+                     OverlayStyle(opacity=1.0, visible=(True,) * 4 + (False,) + (True,) * 6))
+    assert (hidden[:, 100:] == 50).all()  # the hidden class shows the frame
+    off = compose(frame, labels, lut, OverlayStyle(overlay=False), (80, 60))
+    assert off.shape == (60, 80, 3) and (off == 50).all()
+
+
+def test_recorder_publishes_atomically_and_refuses_bad_names(tmp_path: Path, meta) -> None:
+    rec = Recorder()
+    with pytest.raises(UserInputError, match="MP4"):
+        rec.start(tmp_path / "x.avi", 25)
+    target = tmp_path / "rec" / "clip.mp4"
+    rec.start(target, 25)
+    with pytest.raises(UserInputError, match="already recording"):
+        rec.start(tmp_path / "other.mp4", 25)
+    r = make_result(meta, 0, 2)
+    for _ in range(6):
+        rec.submit(r.frame.image, r.labels, meta.palette, OverlayStyle())
+    assert not target.exists()  # only the temporary file exists while recording
+    assert rec.stop() == target
+    cap = cv2.VideoCapture(str(target))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+    cap.release()
+    assert [p.name for p in target.parent.iterdir()] == ["clip.mp4"]
+    # a recording with no frames leaves nothing behind
+    rec.start(tmp_path / "empty.mp4", 25)
+    assert rec.stop() is None
+    assert not list(tmp_path.glob("*empty.mp4*"))
+
+
+def test_settings_round_trip_and_survive_broken_entries(tmp_path: Path) -> None:
+    s = Settings(tmp_path / "s.ini")
+    for i in range(MAX_RECENT + 3):
+        s.add_recent_source(f"clip{i}.mp4")
+    s.add_recent_source("clip5.mp4")
+    items = s.recent_sources()
+    assert items[0] == "clip5.mp4" and len(items) == MAX_RECENT and items.count("clip5.mp4") == 1
+    s.set_opacity(0.25)
+    s.qs.setValue("model/last", "{not json")
+    s.sync()
+    again = Settings(tmp_path / "s.ini")
+    assert again.opacity() == 0.25
+    assert again.last_model() is None
+    again.qs.setValue("view/opacity", "lots")
+    assert again.opacity() == 0.5
+
+
+def test_model_request_round_trips_and_reads_metadata(qtbot, small_onnx: Path, tmp_path: Path) -> None:
+    req = ModelRequest(ModelChoice(None, None, None, None, small_onnx), "onnxruntime", "f32", 2)
+    assert ModelRequest.from_dict(req.to_dict()) == req
+    text = describe_onnx(small_onnx)
+    assert "stdc1" in text and "11 classes" in text and "96x72" in text and "untrained" in text
+    dlg = ModelPickerDialog(None, req)
+    qtbot.addWidget(dlg)
+    assert dlg.tabs.currentIndex() == 1 and "stdc1" in dlg.onnx_info.text()
+    assert dlg.request() == req
+    bad = tmp_path / "bad.onnx"
+    bad.write_text("nope")
+    dlg.onnx_edit.setText(str(bad))
+    with pytest.raises(RtsegError, match="bad.onnx"):
+        dlg.request()
+    dlg._accept()
+    assert "bad.onnx" in dlg.error_label.text() and dlg.result() == 0
+    # the zoo tab: names come from the registry; a missing weights file is refused
+    dlg.tabs.setCurrentIndex(0)
+    assert dlg.model_combo.findText("stdc1") >= 0
+    dlg.model_combo.setCurrentText("stdc1")
+    dlg.size_edit.setText("72x96")
+    zoo = dlg.request()
+    assert zoo.choice.model == "stdc1" and zoo.choice.input_size == (72, 96) and zoo.choice.weights is None
+    dlg.weights_edit.setText(str(tmp_path / "none.pt"))
+    with pytest.raises(UserInputError, match="does not exist"):
+        dlg.request()
+    with pytest.raises(UserInputError, match="unknown backend"):
+        ModelRequest(req.choice, "cuda-magic").factory()
+
+
+def test_source_dialog_specs(qtbot, tmp_path: Path) -> None:
+    dlg = SourceDialog()
+    qtbot.addWidget(dlg)
+    with pytest.raises(UserInputError, match="enter a file"):
+        dlg.spec()
+    dlg.file_edit.setText(str(tmp_path / "a.mp4"))
+    assert dlg.spec() == str(tmp_path / "a.mp4")
+    dlg.tabs.setCurrentIndex(SourceDialog.TABS.index("Webcam"))
+    dlg.camera_spin.setValue(2)
+    assert dlg.spec() == 2
+    dlg.tabs.setCurrentIndex(SourceDialog.TABS.index("Synthetic"))
+    dlg.synthetic_edit.setText("320x240")
+    assert dlg.spec() == "synthetic:320x240"
+    dlg.tabs.setCurrentIndex(SourceDialog.TABS.index("URL"))
+    dlg._accept()
+    assert "enter a url" in dlg.error_label.text()
