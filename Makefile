@@ -30,8 +30,10 @@ run: venv
 	$(VENV)/bin/rtseg-run $(ARGS)
 
 test: venv
-	$(VENV)/bin/ruff check rtseg tests
+	$(VENV)/bin/ruff check rtseg tests scripts tools
 	$(VENV)/bin/lint-imports
+	# every TensorRT call type-checked against tensorrt-stubs (TensorRT itself cannot install here)
+	$(PY) tools/typecheck_trt.py
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q $(PYTEST_ARGS)
 
 clean:

@@ -123,3 +123,33 @@ def test_console_script_entry_point():
     exe = [sys.executable, "-m", "rtseg.cli.export", "--model", "nope", "--input-size", SIZE]
     p = subprocess.run(exe, capture_output=True, text=True)
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "unknown model" in p.stderr
+
+
+def test_bench_parity_fp16_reports_agreement_iou_and_nan_check(tmp_path, capsys, monkeypatch):
+    from _paths import SAMPLE_CLIP
+
+    monkeypatch.chdir(tmp_path)  # the FP32 export is cached under ./engines
+
+    js = tmp_path / "p.json"
+    rc = bench.main(["--model", "stdc1", "--num-classes", "11", "--input-size", SIZE, "--parity", "fp16",
+                     "--source", str(SAMPLE_CLIP), "--frames", "6", "--json", str(js)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "pixel agreement" in out and "NaN/Inf in logits: 0" in out and "per-class IoU" in out
+    rep = json.loads(js.read_text())
+    assert rep["frames"] == 6 and rep["logits_checked"] and rep["nonfinite"] == 0
+    assert 0.99 <= rep["pixel_agreement"] <= 1.0
+
+
+def test_engine_without_tensorrt_says_how_to_get_it(tmp_path, capsys):
+    assert export.main(["--model", "stdc1", "--input-size", SIZE, "--format", "engine",
+                        "--out-dir", str(tmp_path)]) != 0
+    assert "TensorRT" in _one_line_error(capsys, "rtseg-export")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_needs_calibration_frames(tmp_path, capsys):
+    assert export.main(["--model", "stdc1", "--input-size", SIZE, "--precision", "int8", "-o",
+                        str(tmp_path / "q.onnx")]) != 0
+    assert "--calib-source" in _one_line_error(capsys, "rtseg-export")
+    assert list(tmp_path.iterdir()) == []

@@ -18,6 +18,7 @@ import pytest
 from precision_helpers import export, street_frames, tiny_model
 
 from rtseg.core.errors import BackendError, UserInputError
+from rtseg.core.hashing import file_sha256
 from rtseg.export import engine_cache as ec
 from rtseg.export import tensorrt_build as tb
 from rtseg.export import trt_compat as tc
@@ -58,7 +59,7 @@ def test_read_onnx_info(tiny_onnx: Path, tmp_path: Path) -> None:
     info = tb.read_onnx_info(tiny_onnx)
     assert info.input_size == SIZE and info.batch == 1 and info.input_name == "frames"
     assert info.meta.model == "tiny" and info.meta.num_classes == 11 and info.precision == "f32"
-    assert info.sha256 == ec.file_sha256(tiny_onnx)
+    assert info.sha256 == file_sha256(tiny_onnx)
     import onnx
 
     bare = onnx.load(str(tiny_onnx))

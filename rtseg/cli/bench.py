@@ -27,10 +27,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_model_args(p)
     p.add_argument("--onnx", help="use this exported ONNX file for ONNX backends instead of exporting")
+    p.add_argument("--engine", help="TensorRT engine for --backend trt (built with rtseg-export --format engine)")
+    p.add_argument("--cuda-graph", action="store_true", help="torch-cuda: capture the graph once and replay it")
+    p.add_argument("--parity", choices=["fp16", "int8"],
+                   help="instead of timing: compare FP16 (or INT8) labels against FP32 on the source's frames "
+                        "(pixel agreement, per-class IoU, NaN/Inf). Uses --engine when given, else the mixed "
+                        "FP16 ONNX on OpenVINO f16 / the Q/DQ INT8 ONNX on ONNX Runtime")
+    p.add_argument("--int8-budget", type=float, default=1.0, help="--parity int8: accepted mIoU drop in points")
     p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     p.add_argument("--backend", default="openvino",
-                   help="onnxruntime | openvino | torch (default openvino); ignored with --compare")
-    p.add_argument("--precision", help="f32 | bf16 (OpenVINO) ... always reported; default f32")
+                   help="onnxruntime | openvino | torch | torch-cuda | trt (default openvino); ignored with --compare")
+    p.add_argument("--precision", help="openvino: f32 (default) | bf16 | f16; torch-cuda: fp16 (default) | fp32; "
+                   "trt: the engine's. Always reported")
     p.add_argument("--threads", type=int, help="inference threads (default: the backend's own choice)")
     p.add_argument("--compare", metavar="B[:P],B[:P]...",
                    help="run several backends on the same frames, e.g. onnxruntime,openvino:f32,openvino:bf16,torch")
@@ -51,8 +59,9 @@ def _parse_runs(args: argparse.Namespace) -> list[tuple[str, str | None]]:
         kind, _, prec = spec.strip().partition(":")
         kind = canonical_kind(kind)
         if not prec:
-            prec = "f32"
-        runs.append((kind, prec))
+            # OpenVINO's own default is bf16 on this kind of CPU: never leave it implicit.
+            prec = {"torch-cuda": "fp16", "trt": ""}.get(kind, "f32")
+        runs.append((kind, prec or None))
     return runs
 
 
@@ -68,8 +77,10 @@ def _run(args: argparse.Namespace) -> int:
         raise UserInputError("--frames must be >= 1 and --warmup >= 0")
     if args.batch < 1:
         raise UserInputError(f"--batch must be >= 1, got {args.batch}")
-    runs = _parse_runs(args)
     size = parse_size(args.input_size) if args.input_size else None
+    if args.parity:
+        return _parity(args, size)
+    runs = _parse_runs(args)
     if args.weights and not Path(args.weights).is_file():
         raise UserInputError(f"weights file {args.weights} does not exist")
     if args.onnx is None and not args.model and not args.weights:
@@ -101,13 +112,17 @@ def _run(args: argparse.Namespace) -> int:
                     print(f"exported {onnx_path}", file=sys.stderr)
             backend = create_backend(kind, onnx_path, precision=prec, threads=args.threads)
         elif kind in ("torch", "torch-cuda"):
+            extra = {"cuda_graph": True} if (kind == "torch-cuda" and args.cuda_graph) else {}
             backend = create_backend(kind, args.weights, precision=prec, threads=args.threads, model=args.model,
-                                     num_classes=args.num_classes, input_size=size, batch=args.batch)
-        else:
-            backend = create_backend(kind, args.onnx, precision=prec, threads=args.threads)
+                                     num_classes=args.num_classes, input_size=size, batch=args.batch, **extra)
+        else:  # trt
+            if not args.engine:
+                raise UserInputError("--backend trt needs --engine PATH (build one with rtseg-export --format engine)")
+            backend = create_backend(kind, args.engine, precision=prec, threads=args.threads)
         meta = backend.meta
-        print(f"running {kind} {prec} ...", file=sys.stderr)
-        reports.append(run_backend(f"{kind} {prec}", backend, make_source, warmup=args.warmup, frames=args.frames))
+        label = f"{kind} {backend.info().precision}" + (" cuda-graph" if kind == "torch-cuda" and args.cuda_graph else "")
+        print(f"running {label} ...", file=sys.stderr)
+        reports.append(run_backend(label, backend, make_source, warmup=args.warmup, frames=args.frames))
         shape = backend.input_shape
 
     assert meta is not None
@@ -119,6 +134,53 @@ def _run(args: argparse.Namespace) -> int:
     print(format_report(rep))
     if args.json:
         atomic_write_text(args.json, rep.to_json())
+    return 0
+
+
+def _parity(args: argparse.Namespace, size) -> int:
+    """FP16/INT8 vs FP32 labels on the source's frames; non-zero exit when the rule fails."""
+    import tempfile
+
+    from rtseg.benchmark.parity import onnxruntime_runner, openvino_runner, parity_on_source
+    from rtseg.export.artifacts import ensure_onnx
+    from rtseg.runtime.onnx_file import OnnxArtifact
+
+    if args.source.startswith("synthetic"):
+        raise UserInputError("--parity needs real frames: pass --source VIDEO_OR_FOLDER (e.g. the bundled sample)")
+    fp32 = Path(args.onnx) if args.onnx else ensure_onnx(args.model, args.weights, input_size=size,
+                                                          num_classes=args.num_classes, batch=args.batch,
+                                                          with_logits=True)[0]
+    art = OnnxArtifact.open(fp32)
+    reference = onnxruntime_runner(fp32)
+    with tempfile.TemporaryDirectory(prefix="rtseg-parity-") as tmp:
+        if args.engine:
+            from rtseg.runtime.factory import create_backend
+
+            be = create_backend("trt", args.engine)
+            be.activate()
+            candidate, name = be.infer, f"TensorRT {be.info().precision} engine"
+        elif args.parity == "fp16":
+            from rtseg.export.precision import convert_to_mixed_fp16
+
+            fp16 = convert_to_mixed_fp16(fp32, Path(tmp) / "fp16.onnx").path
+            candidate, executed = openvino_runner(fp16, inference_precision="f16", threads=args.threads)
+            n16 = sum(v for (op, prec), v in executed.items() if op == "Convolution" and prec == "f16")
+            name = f"mixed-FP16 ONNX on OpenVINO f16 ({n16} convolutions executed in f16)"
+        else:
+            from rtseg.export.quantize import quantize_int8
+
+            int8 = quantize_int8(fp32, Path(tmp) / "int8.onnx", calib_source=args.source).path
+            candidate, name = onnxruntime_runner(int8), "Q/DQ INT8 ONNX on ONNX Runtime (calibrated on the source)"
+        report = parity_on_source(reference, candidate, args.source, input_size=art.input_shape[1:],
+                                  class_names=art.meta.class_names, batch=art.input_shape[0],
+                                  max_frames=args.frames, precision=args.parity, int8_budget=args.int8_budget,
+                                  reference_name="FP32 ONNX on ONNX Runtime", candidate_name=name)
+    print(report.summary())
+    print("  per-class IoU vs FP32 labels: " + ", ".join(f"{k} {v:.3f}" for k, v in report.class_iou.items()))
+    if args.json:
+        import json
+
+        atomic_write_text(args.json, json.dumps(report.to_dict(), indent=2))
     return 0
 
 

@@ -35,6 +35,7 @@ from typing import TextIO
 
 from rtseg.core.atomic import atomic_write_bytes
 from rtseg.core.errors import BackendError, ExportError, UserInputError
+from rtseg.core.hashing import file_sha256
 from rtseg.core.meta import ONNX_META_KEY, ModelMeta
 from rtseg.export import engine_cache as ec
 from rtseg.export import trt_compat as tc
@@ -75,7 +76,7 @@ def read_onnx_info(onnx_path: str | os.PathLike[str]) -> OnnxInfo:
     shape = [d.dim_value for d in dims]
     if len(shape) != 4 or shape[3] != 3 or shape[1] <= 0 or shape[2] <= 0:
         raise UserInputError(f"{p.name} input is not [N,H,W,3] frames; export it with rtseg-export")
-    return OnnxInfo(p, ec.file_sha256(p), meta, inputs[0].name, (shape[1], shape[2]), shape[0],
+    return OnnxInfo(p, file_sha256(p), meta, inputs[0].name, (shape[1], shape[2]), shape[0],
                     props.get("rtseg.precision", "f32"))
 
 
