@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from rtseg.core.atomic import atomic_path
+from rtseg.core.atomic import atomic_path, atomic_write_text
 from rtseg.core.datasets_meta import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.core.errors import UserInputError
 from rtseg.core.meta import ModelMeta
@@ -392,7 +392,7 @@ class Trainer:
                 if saved_iters != cfg.iters else ""
             self._log(f"resuming {self.out / RESUME_FILE} at iteration {start}{note}")
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2) + "\n")
+        atomic_write_text(self.out / "config.json", json.dumps(self.cfg.to_dict(), indent=2) + "\n")
 
         end = min(cfg.iters, stop_at) if stop_at is not None else cfg.iters
         names = list(info.class_names)
