@@ -58,4 +58,4 @@ class PipelineBridge(QObject):
         for signal, slot in ((self.result, result), (self.error, error), (self.status, status),
                              (self.ended, ended)):
             if slot is not None:
-                signal.connect(slot, QUEUED)
+                signal.connect(slot, QUEUED)  # type: ignore[call-arg]  # the stubs omit the type argument

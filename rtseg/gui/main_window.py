@@ -94,15 +94,20 @@ class Banner(QFrame):
 class MainWindow(QMainWindow):
     """The rtseg desktop window. Create on the GUI thread, then ``start(source, request)``."""
 
-    def __init__(self, settings: Settings, *, output_dir: str | Path | None = None, loop: bool = True) -> None:
+    def __init__(self, settings: Settings, *, output_dir: str | Path | None = None, loop: bool = True,
+                 mode: str = "realtime") -> None:
+        """``loop``: files restart at the end. ``mode``: the pipeline mode (``realtime`` plays files at
+        their fps; ``fast`` reads them as fast as the model takes them, for load tests)."""
         super().__init__()
         self.setWindowTitle("rtseg")
         self.settings = settings
         self.output_dir = Path(output_dir) if output_dir is not None else settings.output_dir()
         self.loop = loop
+        self.mode = mode
         self.stats = PipelineStats()
         self.bridge = PipelineBridge(self)
-        self.pipeline = Pipeline(**self.bridge.callbacks(), stats=self.stats)
+        cb = self.bridge.callbacks()
+        self.pipeline = Pipeline(cb["on_result"], cb["on_error"], cb["on_status"], cb["on_end"], stats=self.stats)
         self.recorder = Recorder()
         self.source_spec: str | int | None = None
         self.request: ModelRequest | None = None
@@ -111,6 +116,7 @@ class MainWindow(QMainWindow):
         self.results_received = 0
         self.stop_ok: bool | None = None  # whether the pipeline stopped in time on close (tests)
         self._frame_count: int | None = None
+        self._ended = False  # the file ended (not looping): Space plays it again
 
         self.view = VideoView()
         self.view.stats = self.stats
@@ -280,14 +286,18 @@ class MainWindow(QMainWindow):
             self.recent_menu.addSeparator()
             clear = self.recent_menu.addAction("Clear list")
             assert clear is not None
-            clear.triggered.connect(lambda: (self.settings.clear_recent(), self._rebuild_recent()))
+            clear.triggered.connect(self._clear_recent)
         self.recent_menu.setEnabled(bool(items))
+
+    def _clear_recent(self) -> None:
+        self.settings.clear_recent()
+        self._rebuild_recent()
 
     # ------------------------------------------------------------------ sources and models
     def start(self, source: str | int, request: ModelRequest, *, paused: bool = False) -> None:
         """Play ``source`` with ``request``'s model (both open on the pipeline's threads)."""
         self.request = request
-        self._open(source, lambda: self.pipeline.start(source, request.factory(), mode="realtime",
+        self._open(source, lambda: self.pipeline.start(source, request.factory(), mode=self.mode,
                                                        loop=self.loop, paused=paused))
         self.statusBar().showMessage(f"loading {request.describe()}...")  # type: ignore[union-attr]
 
@@ -303,6 +313,7 @@ class MainWindow(QMainWindow):
             self.set_recording(False)
         self.source_spec = spec
         self._frame_count = None
+        self._ended = False
         self.view.clear()
         self.seek_slider.setEnabled(False)
         self.banner.dismiss()
@@ -323,7 +334,7 @@ class MainWindow(QMainWindow):
             if self.pipeline.running:
                 self.pipeline.switch_model(factory)
             elif self.source_spec is not None:
-                self.pipeline.start(self.source_spec, factory, mode="realtime", loop=self.loop)
+                self.pipeline.start(self.source_spec, factory, mode=self.mode, loop=self.loop)
         except RtsegError as exc:
             self.show_error(str(exc))
             return
@@ -407,7 +418,7 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ controls
     def toggle_pause(self) -> None:
-        if getattr(self, "_ended", False):
+        if self._ended:
             self._ended = False
             self._seek_to(0)
             self.pipeline.resume()

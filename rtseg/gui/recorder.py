@@ -107,10 +107,12 @@ class Recorder:
                 if key != lut_key:
                     vis = style.visible if style.visible is not None and len(style.visible) == len(palette) else None
                     lut, lut_key = palette_lut(palette, vis), key
+                assert lut is not None
                 out = compose(frame, labels, lut, style)
                 if writer is None:
                     h, w = out.shape[:2]
-                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                    fourcc = cv2.VideoWriter_fourcc(*"mp4v")  # type: ignore[attr-defined]
+                    writer = cv2.VideoWriter(str(tmp), fourcc, fps, (w, h))
                     if not writer.isOpened():
                         self.error = f"cannot write video {self.path}; check the folder is writable"
                         continue

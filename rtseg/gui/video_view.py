@@ -33,7 +33,7 @@ DEFAULT_REFRESH_HZ = 60.0
 def bgr_to_qimage(image: np.ndarray) -> QImage:
     """Wrap a contiguous BGR uint8 array as a QImage (no copy: keep ``image`` alive while it is used)."""
     h, w = image.shape[:2]
-    return QImage(image.data, w, h, int(image.strides[0]), QImage.Format.Format_BGR888)
+    return QImage(image.data, w, h, int(image.strides[0]), QImage.Format.Format_BGR888)  # type: ignore[call-overload]
 
 
 def fit_rect(src_w: int, src_h: int, area: QRect) -> QRect:
