@@ -117,6 +117,15 @@ def test_cli_train_then_export_best(tiny, tmp_path, capsys):
     loaded = load_model(dest)
     assert all(p.dtype == torch.float32 for p in loaded.model.parameters())  # FP16 file, float32 model
     assert not loaded.model.aux  # training-only heads are not shipped
+    # FP16 storage changes the labels of almost no pixel.
+    from rtseg.models.deploy import DeployGraph
+
+    full = load_model(out / BEST_FILE)
+    frames = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 64, 80, 3), dtype=np.uint8))
+    with torch.no_grad():
+        a = DeployGraph(full.model, full.meta)(frames)
+        b = DeployGraph(loaded.model, loaded.meta)(frames)
+    assert (a == b).float().mean().item() > 0.98
     assert main(["--out", str(tmp_path / "none"), "--export-best", str(dest)]) != 0
 
 
