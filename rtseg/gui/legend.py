@@ -38,6 +38,7 @@ class LegendWidget(QWidget):
         self.tree.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keys belong to the window's shortcuts
         self.tree.itemChanged.connect(self._item_changed)
         all_btn, none_btn = QPushButton("Show all"), QPushButton("Hide all")
+        self._show_all = all_btn
         for b in (all_btn, none_btn):
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         all_btn.clicked.connect(lambda: self.set_all(True))
@@ -70,9 +71,23 @@ class LegendWidget(QWidget):
                 item.setData(0, Qt.ItemDataRole.UserRole, i)
                 self.tree.addTopLevelItem(item)
             self.tree.resizeColumnToContents(0)
+            self._fit_height()
         finally:
             self._updating = False
         self.visibility_changed.emit(self.visible())
+
+    def _fit_height(self) -> None:
+        """As tall as its rows (no empty box under a short class list); it scrolls when space runs out."""
+        n = self.tree.topLevelItemCount()
+        row = self.tree.sizeHintForRow(0) if n else 18
+        header = self.tree.header()
+        head = header.sizeHint().height() if header is not None else 20
+        # one spare row: the style's item spacing is not in sizeHintForRow on every platform
+        tree_h = head + (n + 1) * max(row, 1) + 2 * self.tree.frameWidth()
+        self.tree.setMaximumHeight(tree_h)
+        lay = self.layout()
+        spacing = lay.spacing() if lay is not None else 6
+        self.setMaximumHeight(tree_h + spacing + self._show_all.sizeHint().height())
 
     def visible(self) -> tuple[bool, ...]:
         return tuple(self.tree.topLevelItem(i).checkState(0) == Qt.CheckState.Checked  # type: ignore[union-attr]

@@ -238,8 +238,8 @@ class MainWindow(QMainWindow):
         sv = QVBoxLayout(self.side)
         sv.setContentsMargins(4, 4, 4, 4)
         sv.addWidget(QLabel("<b>Classes</b>"))
-        sv.addWidget(self.legend, 1)
-        sv.addWidget(self.stats_panel)
+        sv.addWidget(self.legend, 1)  # grows up to its rows (LegendWidget caps the height)
+        sv.addWidget(self.stats_panel, 1)  # the panel ends in a stretch: spare height goes below it
         self.side.setMinimumWidth(210)
 
         split = QSplitter(Qt.Orientation.Horizontal)
