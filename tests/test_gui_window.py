@@ -229,6 +229,10 @@ def test_errors_show_in_the_window_and_the_app_recovers(qtbot, window: MainWindo
     qtbot.waitUntil(lambda: "bad.onnx" in window.last_error, timeout=WAIT_MS)
     assert "bad.onnx" in window.error_status.text()
     assert "\n" not in window.last_error
+    # a camera that cannot be opened (none here: index 7)
+    window.open_source(7)
+    qtbot.waitUntil(lambda: "camera 7" in window.last_error, timeout=WAIT_MS)
+    window.open_source(str(small_video))
     # picking a working model again restores inference
     n = window.results_received
     window.load_model(onnx_request(small_onnx))
@@ -272,3 +276,21 @@ def test_bridge_delivers_on_the_gui_thread(qtbot) -> None:
     assert seen == []  # queued: nothing ran on the pipeline thread
     qtbot.waitUntil(lambda: len(seen) == 1, timeout=2000)
     assert seen == [("from a pipeline thread", True)]
+
+
+def test_full_screen_and_model_switch_while_paused(qtbot, window: MainWindow, small_video: Path,
+                                                   small_onnx: Path) -> None:
+    start_paused(qtbot, window, small_video, small_onnx)
+    qtbot.waitUntil(lambda: window.seek_slider.isEnabled(), timeout=WAIT_MS)
+    shown = window.view.current_result
+    window.load_model(onnx_request(small_onnx))
+    # paused: the same frame comes back through the newly loaded model
+    qtbot.waitUntil(lambda: window.view.current_result is not shown and
+                    window.view.current_result.meta is not shown.meta, timeout=WAIT_MS)
+    assert window.view.current_result.frame.index == shown.frame.index
+    window.act_full.trigger()
+    qtbot.waitUntil(lambda: window.isFullScreen(), timeout=5000)
+    assert not window.side.isVisible() and not window.menuBar().isVisible()
+    window.act_full.trigger()
+    qtbot.waitUntil(lambda: not window.isFullScreen(), timeout=5000)
+    assert window.side.isVisible()

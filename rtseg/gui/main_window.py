@@ -340,6 +340,9 @@ class MainWindow(QMainWindow):
             return
         self.request = request
         self.meta = None
+        shown = self.view.current_result
+        if self.pipeline.paused and shown is not None and shown.frame.index is not None and self._frame_count:
+            self._seek_to(shown.frame.index)  # paused: show the same frame through the new model
         self.stats_panel.clear_model(f"loading {request.choice.describe()}...")
         self.banner.dismiss()
         self.error_status.clear()
