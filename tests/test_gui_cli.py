@@ -99,3 +99,13 @@ def test_rtseg_opens_the_window_and_plays_at_once(tmp_path: Path, small_video: P
     assert "TORCH_AT_SHOW False" in proc.stdout
     assert "EXIT 0 TORCH False" in proc.stdout
     assert (tmp_path / "s.ini").is_file()  # settings went to the file given, not the user's
+
+
+def test_cli_app_import_stays_cheap_and_help_works() -> None:
+    code = ("import sys, rtseg.cli.app\n"
+            "bad = [m for m in ('torch', 'PyQt6', 'onnxruntime', 'openvino', 'tensorrt', 'cv2') if m in sys.modules]\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+    proc = subprocess.run([sys.executable, "-m", "rtseg", "--help"], cwd=REPO, capture_output=True, text=True,
+                          env=_no_display_env(), timeout=60)
+    assert proc.returncode == 0 and "usage: rtseg" in proc.stdout and "--headless" in proc.stdout
