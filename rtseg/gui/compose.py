@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from rtseg.pipeline.overlay import blend, colorize, palette_lut, visibility_mask
+from rtseg.pipeline.overlay import blend, palette_lut, visibility_mask
 
 
 @dataclass(frozen=True)
@@ -50,13 +50,16 @@ def compose(frame: np.ndarray, labels: np.ndarray, lut: np.ndarray, style: Overl
     the coloured mask is scaled to ``size``.
     """
     if size is not None and (frame.shape[1], frame.shape[0]) != size:
-        # INTER_AREA when shrinking keeps the picture clean; LINEAR when growing is cheap
-        shrink = size[0] < frame.shape[1]
-        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        # INTER_AREA only when shrinking by 2x or more (it avoids aliasing there); for milder
+        # shrinking and for growing LINEAR looks the same and is ~4x cheaper on the GUI thread
+        # (1280x720 -> 880x495: 1.5 ms instead of 6.6 ms)
+        heavy_shrink = size[0] * 2 <= frame.shape[1]
+        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA if heavy_shrink else cv2.INTER_LINEAR)
     if not style.overlay:
         return np.ascontiguousarray(frame)
     h, w = frame.shape[:2]
-    mask = colorize(labels, lut)
+    # the LUT gather at model resolution (np.take: same result as colorize's lut[labels], ~3x faster)
+    mask = np.take(lut, labels, axis=0)
     hidden = None
     if style.visible is not None and not all(style.visible):
         hidden = visibility_mask(labels, style.visible)
