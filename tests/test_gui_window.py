@@ -294,3 +294,17 @@ def test_full_screen_and_model_switch_while_paused(qtbot, window: MainWindow, sm
     window.act_full.trigger()
     qtbot.waitUntil(lambda: not window.isFullScreen(), timeout=5000)
     assert window.side.isVisible()
+
+
+def test_smoothing_reaches_the_pipeline_and_the_stats(qtbot, window: MainWindow, small_video: Path,
+                                                      small_onnx: Path) -> None:
+    window.set_smoothing(3)
+    window.start(str(small_video), onnx_request(small_onnx))
+    qtbot.waitUntil(lambda: window.view.current_result is not None and
+                    window.view.current_result.smoothing_k == 3, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.stats_panel.text("flicker").endswith(("%", "%)")), timeout=WAIT_MS)
+    snap = window.stats.snapshot()
+    assert snap.flicker is not None and snap.flicker_raw is not None  # both figures reach the panel
+    window.set_smoothing(0)
+    qtbot.waitUntil(lambda: window.view.current_result.smoothing_k == 0, timeout=WAIT_MS)
+    assert window.pipeline.smoothing == 0

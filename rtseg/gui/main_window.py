@@ -28,6 +28,7 @@ from PyQt6.QtWidgets import (
     QMainWindow,
     QMenu,
     QSlider,
+    QSpinBox,
     QSplitter,
     QToolButton,
     QVBoxLayout,
@@ -237,8 +238,20 @@ class MainWindow(QMainWindow):
         self.side = QWidget()
         sv = QVBoxLayout(self.side)
         sv.setContentsMargins(4, 4, 4, 4)
+        self.smoothing_spin = QSpinBox()
+        self.smoothing_spin.setRange(0, 30)
+        self.smoothing_spin.setSpecialValueText("off")
+        self.smoothing_spin.setSuffix(" frames")
+        self.smoothing_spin.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self.smoothing_spin.setToolTip("Temporal smoothing: a pixel changes class only after the new class "
+                                       "wins this many frames in a row (less flicker, more lag)")
+        self.smoothing_spin.valueChanged.connect(self.set_smoothing)
+        smooth_row = QHBoxLayout()
+        smooth_row.addWidget(QLabel("smoothing"))
+        smooth_row.addWidget(self.smoothing_spin, 1)
         sv.addWidget(QLabel("<b>Classes</b>"))
         sv.addWidget(self.legend, 1)  # grows up to its rows (LegendWidget caps the height)
+        sv.addLayout(smooth_row)
         sv.addWidget(self.stats_panel, 1)  # the panel ends in a stretch: spare height goes below it
         self.side.setMinimumWidth(210)
 
@@ -298,7 +311,8 @@ class MainWindow(QMainWindow):
         """Play ``source`` with ``request``'s model (both open on the pipeline's threads)."""
         self.request = request
         self._open(source, lambda: self.pipeline.start(source, request.factory(), mode=self.mode,
-                                                       loop=self.loop, paused=paused))
+                                                       loop=self.loop, paused=paused,
+                                                       smoothing=self.smoothing_spin.value()))
         self.statusBar().showMessage(f"loading {request.describe()}...")  # type: ignore[union-attr]
 
     def open_source(self, spec: str | int) -> None:
@@ -444,6 +458,16 @@ class MainWindow(QMainWindow):
             return
         try:
             self.pipeline.seek(int(index))
+        except RtsegError as exc:
+            self.show_error(str(exc))
+
+    def set_smoothing(self, k: int) -> None:
+        """Hysteresis frames (0 = off); applies from the next frame."""
+        if self.smoothing_spin.value() != k:
+            self.smoothing_spin.setValue(k)  # re-enters through valueChanged
+            return
+        try:
+            self.pipeline.set_smoothing(int(k))
         except RtsegError as exc:
             self.show_error(str(exc))
 
