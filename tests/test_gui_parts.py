@@ -101,13 +101,14 @@ def test_recorder_publishes_atomically_and_refuses_bad_names(tmp_path: Path, met
     rec.start(target, 25)
     with pytest.raises(UserInputError, match="already recording"):
         rec.start(tmp_path / "other.mp4", 25)
-    r = make_result(meta, 0, 2)
-    for _ in range(6):
-        rec.submit(r.frame.image, r.labels, meta.palette, OverlayStyle())
+    # file frames 0..3, then 6 (4 and 5 got no result: filled), then a seek back to 2 (not filled)
+    for i in (0, 1, 2, 3, 6, 2):
+        r = make_result(meta, i, 2)
+        rec.submit(r.frame, r.labels, meta.palette, OverlayStyle())
     assert not target.exists()  # only the temporary file exists while recording
     assert rec.stop() == target
     cap = cv2.VideoCapture(str(target))
-    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4 + 3 + 1
     cap.release()
     assert [p.name for p in target.parent.iterdir()] == ["clip.mp4"]
     # a recording with no frames leaves nothing behind
@@ -179,3 +180,14 @@ def test_source_dialog_specs(qtbot, tmp_path: Path) -> None:
     dlg.tabs.setCurrentIndex(SourceDialog.TABS.index("URL"))
     dlg._accept()
     assert "enter a url" in dlg.error_label.text()
+
+
+def test_recorder_fills_live_gaps_by_capture_time_up_to_a_second() -> None:
+    from rtseg.gui.recorder import repeats
+
+    img = np.zeros((2, 2, 3), np.uint8)
+    a = Frame(seq=0, t_capture=10.0, image=img)
+    assert repeats(a, None, 25.0) == 1
+    assert repeats(Frame(seq=1, t_capture=10.04, image=img), a, 25.0) == 1
+    assert repeats(Frame(seq=2, t_capture=10.2, image=img), a, 25.0) == 5
+    assert repeats(Frame(seq=3, t_capture=15.0, image=img), a, 25.0) == 1  # a pause: not filled

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 from PyQt6.QtCore import Qt, QTimer
@@ -387,7 +388,7 @@ class MainWindow(QMainWindow):
             self._new_model(r.meta, r.model_size)
         self.view.offer(r)
         if self.recorder.active:
-            self.recorder.submit(r.frame.image, r.labels, r.meta.palette, self.view.style_for(r))
+            self.recorder.submit(r.frame, r.labels, r.meta.palette, self.view.style_for(r))
         if r.frame.index is not None and self._frame_count and not self.seek_slider.isSliderDown():
             self.seek_slider.blockSignals(True)
             self.seek_slider.setValue(r.frame.index)
@@ -566,7 +567,5 @@ def default_request(settings: Settings) -> ModelRequest:
         except (KeyError, TypeError, ValueError):
             pass  # an old or hand-edited entry: fall back to the bundled model
 
-    class _NoArgs:
-        model = weights = num_classes = input_size = onnx = None
-
-    return ModelRequest(resolve_model(_NoArgs()), settings.backend(), settings.precision())
+    no_args = SimpleNamespace(model=None, weights=None, num_classes=None, input_size=None, onnx=None)
+    return ModelRequest(resolve_model(no_args), settings.backend(), settings.precision())

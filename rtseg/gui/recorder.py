@@ -7,6 +7,12 @@ falls more than ``QUEUE`` frames behind, the frame is skipped and counted.
 
 The file is written under a temporary name beside the target and renamed on
 ``stop``; a failed recording leaves nothing behind (``rtseg.core.atomic``).
+
+The video keeps real time: when the model is slower than the source, frames
+that never got a result are filled by repeating the last recorded one (a file's
+frame-index gap, or a live source's capture-time gap, at most one second), so
+the recording plays at the speed the scene happened. Seeks and pauses are
+not filled.
 """
 
 from __future__ import annotations
@@ -22,11 +28,24 @@ import numpy as np
 
 from rtseg.core.atomic import atomic_path
 from rtseg.core.errors import UserInputError
+from rtseg.core.frames import Frame
 from rtseg.gui.compose import OverlayStyle, compose
 from rtseg.pipeline.overlay import palette_lut
 
 QUEUE = 16
 _STOP = object()
+
+
+def repeats(frame: Frame, prev: Frame | None, fps: float) -> int:
+    """How many times to write ``frame`` so the video keeps real time (see the module docstring)."""
+    if prev is None:
+        return 1
+    max_fill = max(1, round(fps))
+    if frame.index is not None and prev.index is not None:
+        gap = frame.index - prev.index  # frames of the file that got no result
+    else:
+        gap = round((frame.t_capture - prev.t_capture) * fps)
+    return gap if 1 <= gap <= max_fill else 1  # a seek, loop or pause is not filled
 
 
 class Recorder:
@@ -63,8 +82,8 @@ class Recorder:
                                         name="rtseg-recorder", daemon=True)
         self._thread.start()
 
-    def submit(self, frame: np.ndarray, labels: np.ndarray, palette: Any, style: OverlayStyle) -> None:
-        """GUI thread: queue one frame (the arrays are read-only pipeline outputs; nothing is copied)."""
+    def submit(self, frame: Frame, labels: np.ndarray, palette: Any, style: OverlayStyle) -> None:
+        """GUI thread: queue one frame and its labels (read-only pipeline outputs; nothing is copied)."""
         if not self.active:
             return
         try:
@@ -95,6 +114,7 @@ class Recorder:
         writer: cv2.VideoWriter | None = None
         lut_key: Any = None
         lut = None
+        prev: Frame | None = None
         try:
             while True:
                 item = self._q.get()
@@ -108,7 +128,7 @@ class Recorder:
                     vis = style.visible if style.visible is not None and len(style.visible) == len(palette) else None
                     lut, lut_key = palette_lut(palette, vis), key
                 assert lut is not None
-                out = compose(frame, labels, lut, style)
+                out = compose(frame.image, labels, lut, style)
                 if writer is None:
                     h, w = out.shape[:2]
                     fourcc = cv2.VideoWriter_fourcc(*"mp4v")  # type: ignore[attr-defined]
@@ -119,8 +139,10 @@ class Recorder:
                     size = (w, h)
                 if (out.shape[1], out.shape[0]) != size:
                     out = cv2.resize(out, size)  # the source changed size mid-recording
-                writer.write(out)
-                self.frames += 1
+                for _ in range(repeats(frame, prev, fps)):
+                    writer.write(out)
+                    self.frames += 1
+                prev = frame
         finally:
             if writer is not None:
                 writer.release()
