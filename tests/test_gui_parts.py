@@ -191,3 +191,22 @@ def test_recorder_fills_live_gaps_by_capture_time_up_to_a_second() -> None:
     assert repeats(Frame(seq=1, t_capture=10.04, image=img), a, 25.0) == 1
     assert repeats(Frame(seq=2, t_capture=10.2, image=img), a, 25.0) == 5
     assert repeats(Frame(seq=3, t_capture=15.0, image=img), a, 25.0) == 1  # a pause: not filled
+
+
+def test_default_request_is_the_bundled_model_on_a_usable_backend(tmp_path: Path, small_onnx: Path) -> None:
+    from rtseg.gui.main_window import default_request, last_request
+    from rtseg.runtime.choice import BUNDLED_MODEL, FALLBACK_MODEL
+
+    s = Settings(tmp_path / "s.ini")
+    assert last_request(s) is None
+    s.set_backend("onnxruntime")
+    s.set_last_model(ModelRequest(ModelChoice(None, None, None, None, small_onnx), "onnxruntime").to_dict())
+    req = default_request(s)
+    assert req.backend == "onnxruntime"
+    if BUNDLED_MODEL.is_file():
+        assert req.choice.weights == BUNDLED_MODEL
+    else:
+        assert (req.choice.model, req.choice.num_classes, req.choice.input_size) == FALLBACK_MODEL
+    assert last_request(s).choice.onnx == small_onnx  # offered first in the model dialog
+    s.set_backend("trt")  # needs an engine, which the bundled model is not
+    assert default_request(s).backend == "openvino"

@@ -1,6 +1,6 @@
 """``rtseg`` / ``python -m rtseg``: the desktop GUI, or the headless job where there is no display.
 
-    rtseg                                    # the bundled sample with the bundled (or last chosen) model
+    rtseg                                    # the bundled sample with the bundled model
     rtseg clip.mp4 --onnx engines/m.onnx --backend onnxruntime
     rtseg 0 --model stdc1 --weights stdc1_camvid.pt      # webcam 0
 

@@ -29,9 +29,10 @@ def application(argv: list[str] | None = None) -> QApplication:
 
 
 def request_from_args(args: argparse.Namespace, settings: Settings) -> ModelRequest:
-    """The model from the command line (same arguments as rtseg-run), else the remembered/bundled one.
+    """The model from the command line (same arguments as rtseg-run), else the bundled one.
 
-    The backend and precision default to the remembered ones unless given.
+    The backend and precision default to the remembered ones unless given
+    (the last picked model itself is offered first in the model dialog).
     """
     from rtseg.runtime.choice import resolve_model
 

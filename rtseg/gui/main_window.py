@@ -377,7 +377,8 @@ class MainWindow(QMainWindow):
             self.open_source(dlg.spec())
 
     def open_model_dialog(self) -> None:
-        dlg = ModelPickerDialog(self, self.request)
+        # the model picked last time comes first (the window starts with the bundled one)
+        dlg = ModelPickerDialog(self, last_request(self.settings) or self.request)
         if dlg.exec():
             self.load_model(dlg.request())
 
@@ -557,15 +558,26 @@ class MainWindow(QMainWindow):
 
 
 def default_request(settings: Settings) -> ModelRequest:
-    """The last model the user picked, else the bundled default, on the remembered backend."""
+    """The bundled model (trained if shipped, else random STDC1 360x480) on the remembered backend.
+
+    A remembered TensorRT backend needs an engine file, which the bundled model is not: it falls
+    back to OpenVINO then.
+    """
     from rtseg.runtime.choice import resolve_model
 
-    last = settings.last_model()
-    if last is not None:
-        try:
-            return ModelRequest.from_dict(last)
-        except (KeyError, TypeError, ValueError):
-            pass  # an old or hand-edited entry: fall back to the bundled model
-
+    backend, precision = settings.backend(), settings.precision()
+    if backend not in ("onnxruntime", "openvino", "torch", "torch-cuda"):
+        backend, precision = "openvino", "f32"
     no_args = SimpleNamespace(model=None, weights=None, num_classes=None, input_size=None, onnx=None)
-    return ModelRequest(resolve_model(no_args), settings.backend(), settings.precision())
+    return ModelRequest(resolve_model(no_args), backend, precision)
+
+
+def last_request(settings: Settings) -> ModelRequest | None:
+    """The model the user last picked in the model dialog (offered first when it opens again), or None."""
+    last = settings.last_model()
+    if last is None:
+        return None
+    try:
+        return ModelRequest.from_dict(last)
+    except (KeyError, TypeError, ValueError):
+        return None  # an old or hand-edited entry
