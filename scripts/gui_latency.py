@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +77,7 @@ def main() -> int:
 
     interval = args.tick_ms / 1000.0
     ticks: list[float] = []
-    state = {"phase": "loading", "t_measure": 0.0, "paints0": 0, "results0": 0}
+    state: dict[str, Any] = {"phase": "loading", "t_measure": 0.0, "paints0": 0, "results0": 0}
     tick = QTimer()
     tick.setTimerType(Qt.TimerType.PreciseTimer)
     tick.setInterval(round(args.tick_ms))

@@ -314,6 +314,8 @@ class MainWindow(QMainWindow):
         self._open(source, lambda: self.pipeline.start(source, request.factory(), mode=self.mode,
                                                        loop=self.loop, paused=paused,
                                                        smoothing=self.smoothing_spin.value()))
+        self.meta = None
+        self.stats_panel.clear_model(f"loading {request.choice.describe()}...")
         self.statusBar().showMessage(f"loading {request.describe()}...")  # type: ignore[union-attr]
 
     def open_source(self, spec: str | int) -> None:
