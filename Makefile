@@ -1,5 +1,5 @@
 # Two commands on a fresh machine:
-#   make run    the main job (headless segmentation of the bundled sample clip)
+#   make run    the main job: the GUI on the bundled sample (headless overlay video without a display)
 #   make test   the whole test suite (what CI runs)
 # Both create/refresh the local virtualenv in .venv themselves.
 
@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 venv: $(VENV)/.installed
 
 run: venv
-	$(VENV)/bin/rtseg-run $(ARGS)
+	$(VENV)/bin/rtseg $(ARGS)
 
 test: venv
 	$(VENV)/bin/ruff check rtseg tests scripts tools
