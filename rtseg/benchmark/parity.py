@@ -41,23 +41,6 @@ def label_agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
     return float(np.mean(reference == candidate))
 
 
-def confusion(reference: np.ndarray, candidate: np.ndarray, num_classes: int) -> np.ndarray:
-    """``[C, C]`` int64 confusion matrix, rows = reference label, columns = candidate label."""
-    r = reference.astype(np.int64).ravel()
-    c = candidate.astype(np.int64).ravel()
-    if r.size and (r.max() >= num_classes or c.max() >= num_classes):
-        raise ValueError(f"label value >= num_classes ({num_classes})")
-    return np.bincount(r * num_classes + c, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-
-
-def iou_from_confusion(conf: np.ndarray) -> np.ndarray:
-    """Per-class IoU; NaN for classes absent from both maps (they do not count in the mean)."""
-    tp = np.diag(conf).astype(np.float64)
-    union = conf.sum(0) + conf.sum(1) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, tp / np.maximum(union, 1), np.nan)
-
-
 def count_nonfinite(x: np.ndarray) -> int:
     """Number of NaN or +-Inf values (0 for integer arrays)."""
     if not np.issubdtype(x.dtype, np.floating):
@@ -127,8 +110,11 @@ def parity_report(
 
     ``batches``: uint8 ``[N,H,W,3]`` BGR arrays at the artifact's input size.
     """
+    from rtseg.eval.metrics import ConfusionMatrix
+
     n_cls = len(class_names)
-    conf = np.zeros((n_cls, n_cls), dtype=np.int64)
+    # The reference labels play the ground truth: IoU of the candidate against them.
+    conf = ConfusionMatrix(n_cls)
     agree_px = 0
     total_px = 0
     frames = 0
@@ -144,7 +130,7 @@ def parity_report(
         if cand_logits is not None:
             logits_checked = True
             nonfinite += count_nonfinite(cand_logits)
-        conf += confusion(ref_labels, cand_labels, n_cls)
+        conf.update(cand_labels, ref_labels)
         eq = ref_labels == cand_labels
         agree_px += int(eq.sum())
         total_px += eq.size
@@ -153,7 +139,7 @@ def parity_report(
         frames += eq.shape[0]
     if frames == 0:
         raise UserInputError("parity check got no frames; point it at a video or folder with images")
-    iou = iou_from_confusion(conf)
+    iou = conf.result().iou
     per_class = {class_names[i]: float(iou[i]) for i in range(n_cls) if not math.isnan(iou[i])}
     miou = float(np.mean(list(per_class.values()))) if per_class else 1.0
     return ParityReport(reference_name, candidate_name, frames, total_px, agree_px / total_px, worst,

