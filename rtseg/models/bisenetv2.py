@@ -27,11 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from rtseg.core.datasets_meta import COINCHEUNG_CITYSCAPES_MEAN, COINCHEUNG_CITYSCAPES_STD
-from rtseg.core.errors import CheckpointError
 from rtseg.models.base import SegModel
 from rtseg.models.layers import ConvBNReLU, resize_to
 from rtseg.models.registry import register_model
-from rtseg.models.release import Converted, ReleaseFormat, conform_state_dict, model_layout
+from rtseg.models.release import Converted, ReleaseFormat, convert_classifier_layout
 
 EXPANSION = 6  # GE layer expansion ratio from the paper
 
@@ -277,21 +276,8 @@ def _detect(sd: Mapping[str, torch.Tensor]) -> bool:
 
 def _convert(sd: Mapping[str, torch.Tensor]) -> Converted:
     """CoinCheung file (prefixes already stripped) -> state_dict for ``create_model("bisenetv2", ...)``."""
-    if _CLASSIFIER not in sd or sd[_CLASSIFIER].dim() != 4:
-        raise CheckpointError(f"checkpoint looks like the {_LAYOUT_NAME} but has no classifier "
-                              f"{_CLASSIFIER!r}; the file is incomplete")
-    num_classes = int(sd[_CLASSIFIER].shape[0])
-    present = [h for h in _AUX_HEADS if any(k.startswith(h + ".") for k in sd)]
-    if present and len(present) != len(_AUX_HEADS):
-        missing = [h for h in _AUX_HEADS if h not in present]
-        raise CheckpointError(f"checkpoint looks like the {_LAYOUT_NAME} but has only some booster heads "
-                              f"({', '.join(present)}; missing {', '.join(missing)}); keep all or none")
-    aux = bool(present)
-    # A CPU build (~0.2 s) rather than torch.device("meta"), whose first use
-    # in a process costs more than that; only the key/shape layout is kept.
-    expected = model_layout(BiSeNetV2(num_classes, aux))
-    state_dict, dropped = conform_state_dict(sd, expected, layout=_LAYOUT_NAME)
-    return Converted("bisenetv2", num_classes, aux, state_dict, dropped)
+    return convert_classifier_layout(sd, layout=_LAYOUT_NAME, model="bisenetv2", classifier=_CLASSIFIER,
+                                     aux_heads=_AUX_HEADS, build=BiSeNetV2, heads_word="booster heads")
 
 
 #: Public weights this family loads (read by ``rtseg.models.checkpoint``).

@@ -94,3 +94,31 @@ def conform_state_dict(sd: Mapping[str, torch.Tensor], expected: Mapping[str, tu
             out[k] = torch.zeros((), dtype=torch.long)
             filled.append(k)
     return out, ({FILLED_NUM_BATCHES: filled} if filled else {})
+
+
+def convert_classifier_layout(sd: Mapping[str, torch.Tensor], *, layout: str, model: str, classifier: str,
+                              aux_heads: tuple[str, ...], build: Callable[[int, bool], torch.nn.Module],
+                              heads_word: str = "auxiliary heads") -> Converted:
+    """The conversion shared by layouts whose only variables are the class count and the training heads.
+
+    Reads ``num_classes`` from ``classifier``'s weight, requires all or none of
+    ``aux_heads``, and conforms ``sd`` to ``build(num_classes, aux)``'s exact
+    key/shape layout. ``sd`` has its wrapper prefixes stripped already.
+    """
+    from rtseg.core.errors import CheckpointError
+
+    if classifier not in sd or sd[classifier].dim() != 4:
+        raise CheckpointError(f"checkpoint looks like the {layout} but has no classifier "
+                              f"{classifier!r}; the file is incomplete")
+    num_classes = int(sd[classifier].shape[0])
+    present = [h for h in aux_heads if any(k.startswith(h + ".") for k in sd)]
+    if present and len(present) != len(aux_heads):
+        missing = [h for h in aux_heads if h not in present]
+        raise CheckpointError(f"checkpoint looks like the {layout} but has only some {heads_word} "
+                              f"({', '.join(present)}; missing {', '.join(missing)}); keep all or none")
+    aux = bool(present)
+    # A CPU build (~0.2 s) rather than torch.device("meta"), whose first use
+    # in a process costs more than that; only the key/shape layout is kept.
+    expected = model_layout(build(num_classes, aux))
+    state_dict, dropped = conform_state_dict(sd, expected, layout=layout)
+    return Converted(model, num_classes, aux, state_dict, dropped)
