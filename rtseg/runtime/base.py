@@ -69,6 +69,11 @@ class Backend(abc.ABC):
     def infer(self, frames: np.ndarray) -> np.ndarray:
         """Labels for a batch: ``frames`` uint8 ``[N, H, W, 3]`` BGR at the model's
         input size (``input_shape``); returns uint8 ``[N, H, W]``."""
+        self.check_frames(frames)
+        return self._infer(np.ascontiguousarray(frames))
+
+    def check_frames(self, frames: np.ndarray) -> None:
+        """Raise ``BackendError`` unless the backend is active and ``frames`` fit ``input_shape``."""
         if not self._active:
             raise BackendError(f"{self.kind} backend used before activate(); use it as a context manager")
         n, h, w = self.input_shape
@@ -79,7 +84,6 @@ class Backend(abc.ABC):
             )
         if frames.shape[0] != n:
             raise BackendError(f"this artifact was built for batch {n}, got {frames.shape[0]} frames")
-        return self._infer(np.ascontiguousarray(frames))
 
     # -- what subclasses implement -----------------------------------------
     @abc.abstractmethod

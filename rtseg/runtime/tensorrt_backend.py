@@ -136,12 +136,8 @@ class TensorRTBackend(Backend):
 
     def submit(self, frames: np.ndarray) -> None:
         """Start inference on ``frames`` without waiting (at most two in flight)."""
-        if not self.active or self._staging is None:
-            raise BackendError("trt backend used before activate(); use it as a context manager")
-        n, h, w = self.input_shape
-        if frames.dtype != np.uint8 or frames.shape != (n, h, w, 3):
-            raise BackendError(f"trt backend expects uint8 frames of shape [{n},{h},{w},3], got "
-                               f"{frames.dtype} {tuple(frames.shape)}; resize frames to the model input first")
+        self.check_frames(frames)
+        assert self._staging is not None
         self._staging.submit(frames, self._enqueue)
 
     def collect(self) -> np.ndarray:
