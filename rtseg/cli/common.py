@@ -34,3 +34,12 @@ def add_model_args(p: argparse.ArgumentParser, *, need_size: bool = True) -> Non
                    "with --weights it must match the file")
     p.add_argument("--input-size", required=False, metavar="HxW",
                    help="model input size, e.g. 360x480" + (" (default: the checkpoint's)" if not need_size else ""))
+
+
+def size_arg(text: str) -> tuple[int, int]:
+    """argparse type for ``HxW`` sizes (crops, eval sizes); the deploy-size rules are checked elsewhere."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad size {text!r}: write HEIGHTxWIDTH, e.g. 360x480") from None
+    return h, w

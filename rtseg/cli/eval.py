@@ -20,15 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rtseg.cli.common import run_main
+from rtseg.cli.common import size_arg as _size
 from rtseg.data.datasets import DATASET_KINDS, DEFAULT_CAMVID_ROOT
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad size {text!r}: write HEIGHTxWIDTH, e.g. 360x480") from None
-    return h, w
 
 
 def build_parser() -> argparse.ArgumentParser:
