@@ -406,8 +406,13 @@ class Trainer:
         augment = TrainAugment(AugmentConfig(crop=cfg.crop, scale=cfg.scale, ignore_index=info.ignore_index))
         batches = IterationBatches(train_ds, augment, cfg.batch_size, cfg.seed, meta.mean, meta.std,
                                    cfg.iters, cfg.limit_train)
+        # Workers are spawned, not forked: forking a process that already runs other
+        # threads (OpenVINO/ONNX Runtime pools, Qt, a caller's own) can leave the child
+        # with locks held by threads that do not exist there, and crashed the test run.
         loader = DataLoader(batches, batch_size=None, sampler=_Range(start, end), num_workers=cfg.workers,
-                            pin_memory=cuda, prefetch_factor=2 if cfg.workers else None)
+                            pin_memory=cuda, prefetch_factor=2 if cfg.workers else None,
+                            multiprocessing_context="spawn" if cfg.workers else None,
+                            persistent_workers=False)
 
         self._log(f"training {cfg.model} on {info.name} ({batches.n} images, {info.num_classes} classes) "
                   f"on {device}: iterations {start} -> {end} of {cfg.iters}, batch {cfg.batch_size}, "
