@@ -34,7 +34,11 @@ test: venv
 	$(VENV)/bin/lint-imports
 	# every TensorRT call type-checked against tensorrt-stubs (TensorRT itself cannot install here)
 	$(PY) tools/typecheck_trt.py
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q $(PYTEST_ARGS)
+	# The Qt tests run in their own process: a process that has run the real Qt window
+	# and then waits on a subprocess crashed natively (no Python frame to show) in
+	# test_sigterm_saves_the_resume_state; alone, each half passes.
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q --ignore-glob='tests/test_gui_*' $(PYTEST_ARGS)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q tests/test_gui_window.py tests/test_gui_parts.py tests/test_gui_cli.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) out build dist *.egg-info
