@@ -34,10 +34,11 @@ test: venv
 	$(VENV)/bin/lint-imports
 	# every TensorRT call type-checked against tensorrt-stubs (TensorRT itself cannot install here)
 	$(PY) tools/typecheck_trt.py
-	# The Qt tests run in their own process: a process that has run the real Qt window
-	# and then waits on a subprocess crashed natively (no Python frame to show) in
-	# test_sigterm_saves_the_resume_state; alone, each half passes.
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q --ignore-glob='tests/test_gui_*' $(PYTEST_ARGS)
+	# Three pytest processes. In one process, test_sigterm_saves_the_resume_state (it waits on a
+	# training subprocess) crashed natively after the rest of the suite, with no Python frame to
+	# show; each group passes alone. Open bug, see the closing note of 2026-11-23.
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q --ignore-glob='tests/test_gui_*' --ignore-glob='tests/test_train_*' $(PYTEST_ARGS)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q tests/test_train_losses.py tests/test_train_trainer.py $(PYTEST_ARGS)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q tests/test_gui_window.py tests/test_gui_parts.py tests/test_gui_cli.py $(PYTEST_ARGS)
 
 clean:
