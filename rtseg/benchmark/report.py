@@ -74,24 +74,19 @@ def host_info() -> dict[str, Any]:
     import cv2
 
     cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     flags = ""
-    try:
+    try:  # one read of /proc/cpuinfo for both the model name and the features that matter here
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    have = line.split(":", 1)[1].split()
-                    flags = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16") if f in have)
-                    break
-    except OSError:
-        pass
+            text = f.read()
+    except OSError:  # not Linux: keep platform's answer and report no flags
+        text = ""
+    for line in text.splitlines():
+        if line.startswith("model name") and cpu == (platform.processor() or platform.machine()):
+            cpu = line.split(":", 1)[1].strip()
+        elif line.startswith("flags"):
+            have = line.split(":", 1)[1].split()
+            flags = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16") if f in have)
+            break
     return {
         "cpu": cpu,
         "cpu_features": flags,
