@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
-    p.add_argument("--no-channels-last", action="store_true", help="disable channels-last on CUDA")
+    p.add_argument("--no-channels-last", action="store_true", help="disable the channels-last memory layout")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--init", help="weights to start from: an rtseg checkpoint or a public release file; "
                    "tensors whose name and shape match are taken")

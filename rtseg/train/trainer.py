@@ -81,7 +81,9 @@ class TrainConfig:
     threads: int | None = None
     device: str = "auto"
     amp: bool = True  # CUDA only
-    channels_last: bool = True  # CUDA only
+    # channels-last on every device: oneDNN on CPU is faster with it too (STDC1 batch 8 at
+    # 360x480, forward+backward on 2 AVX-512 cores: 2.9 s -> 2.3 s)
+    channels_last: bool = True
     seed: int = 0
     init: str | None = None  # weights to start from (rtseg checkpoint or public release file)
     tensorboard: bool = False
@@ -372,7 +374,7 @@ class Trainer:
         if cfg.init:
             self._init_from(model, cfg.init)
         model.to(device)
-        if cuda and cfg.channels_last:
+        if cfg.channels_last:
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         optimizer = torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
         scaler = torch.amp.GradScaler("cuda") if (cuda and cfg.amp) else None
@@ -428,7 +430,7 @@ class Trainer:
                 set_lr(optimizer, lr)
                 x = x.to(device, non_blocking=True)
                 y = y.to(device, non_blocking=True)
-                if cuda and cfg.channels_last:
+                if cfg.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=torch.float16, enabled=scaler is not None):
                     out = model(x)
