@@ -117,15 +117,17 @@ def test_cli_train_then_export_best(tiny, tmp_path, capsys):
     loaded = load_model(dest)
     assert all(p.dtype == torch.float32 for p in loaded.model.parameters())  # FP16 file, float32 model
     assert not loaded.model.aux  # training-only heads are not shipped
-    # FP16 storage changes the labels of almost no pixel.
-    from rtseg.models.deploy import DeployGraph
-
+    # The shipped weights are exactly the selected checkpoint's, rounded to FP16. (Labels are not
+    # compared: after three iterations the BatchNorm statistics are barely estimated and the
+    # logits reach ~1e5, so any rounding flips near-ties; the bundled model's FP16 storage is
+    # measured on CamVid val in assets/README.md.)
     full = load_model(out / BEST_FILE)
-    frames = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 64, 80, 3), dtype=np.uint8))
-    with torch.no_grad():
-        a = DeployGraph(full.model, full.meta)(frames)
-        b = DeployGraph(loaded.model, loaded.meta)(frames)
-    assert (a == b).float().mean().item() > 0.98
+    ref = full.model.state_dict()
+    for k, v in loaded.model.state_dict().items():
+        if v.is_floating_point():
+            assert torch.equal(v, ref[k].half().float()), k
+        else:
+            assert torch.equal(v, ref[k]), k
     assert main(["--out", str(tmp_path / "none"), "--export-best", str(dest)]) != 0
 
 
