@@ -139,6 +139,10 @@ def test_bench_parity_fp16_reports_agreement_iou_and_nan_check(tmp_path, capsys,
     rep = json.loads(js.read_text())
     assert rep["frames"] == 6 and rep["logits_checked"] and rep["nonfinite"] == 0
     assert 0.99 <= rep["pixel_agreement"] <= 1.0
+    # The report says how FP16 was executed: true FP16 arithmetic, or emulated rounding on CPUs without it.
+    from rtseg.benchmark.parity import cpu_has_fp16_arithmetic
+
+    assert ("OpenVINO f16" if cpu_has_fp16_arithmetic() else "FP16 rounding emulated") in rep["candidate"]
 
 
 def test_engine_without_tensorrt_says_how_to_get_it(tmp_path, capsys):

@@ -100,6 +100,60 @@ def test_openvino_executes_fp16_arithmetic(onnx_pair: tuple[Path, Path]) -> None
     assert rep.nonfinite == 0 and rep.pixel_agreement >= 0.99, rep.summary()
 
 
+def test_emulation_rounds_every_fp16_tensor(onnx_pair: tuple[Path, Path]) -> None:
+    """The CPU fallback: an FP32 graph where each FP16 tensor of the mixed graph is rounded."""
+    import onnx
+    from onnx import TensorProto
+
+    from rtseg.benchmark.parity import fp16_emulation_runner, onnxruntime_runner, parity_report
+    from rtseg.core.datasets_meta import CAMVID_CLASSES
+    from rtseg.export.fp16_emulation import emulate_fp16_rounding
+
+    src, dst = onnx_pair
+    mixed = onnx.load(str(dst))
+    types = _types(mixed)
+    produced_half = {o for n in mixed.graph.node for o in n.output if types.get(o) == TensorProto.FLOAT16}
+    emu = emulate_fp16_rounding(mixed)
+    etypes = _types(emu)
+    # No FP16 weights or compute left; FP16 appears only as the rounding step of a cast pair.
+    assert not any(t.data_type == TensorProto.FLOAT16 for t in emu.graph.initializer)
+    for n in emu.graph.node:
+        if n.op_type != "Cast":
+            assert all(etypes.get(x) != TensorProto.FLOAT16 for x in n.input if x), n.name
+    round_trips = [n for n in emu.graph.node if n.op_type == "Cast" and n.name.startswith("rtseg_round16_")]
+    assert len(round_trips) == len(produced_half) >= 10
+    assert {n.output[0] for n in emu.graph.node if n.name.startswith("rtseg_back32_")} == produced_half
+    # It computes something different from FP32 (rounding is real) and close to it.
+    frames = street_frames(4, SIZE)
+    ref, cand = onnxruntime_runner(src), fp16_emulation_runner(dst)
+    l32, l16 = ref(frames[:1])[1], cand(frames[:1])[1]
+    assert not np.array_equal(l32, l16) and np.abs(l32 - l16).max() < 0.05 * np.abs(l32).max()
+    rep = parity_report(ref, cand, (f[None] for f in frames), CAMVID_CLASSES)
+    assert rep.nonfinite == 0 and rep.pixel_agreement >= 0.99, rep.summary()
+
+
+def test_emulation_has_fp16_range_and_precision(tmp_path: Path) -> None:
+    """Overflow beyond 65504 becomes Inf and values snap to FP16's grid, as on an FP16 device."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from rtseg.benchmark.parity import fp16_emulation_runner
+
+    k = numpy_helper.from_array(np.array([1000.0], dtype=np.float16), "k")
+    g = helper.make_graph(
+        [helper.make_node("Cast", ["x"], ["xh"], to=TensorProto.FLOAT16),
+         helper.make_node("Mul", ["xh", "k"], ["yh"]),
+         helper.make_node("Cast", ["yh"], ["y"], to=TensorProto.FLOAT)],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])], [k])
+    path = tmp_path / "mul.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    y = fp16_emulation_runner(path)(np.array([100.0, 1.0001, 0.001], dtype=np.float32))
+    assert np.isinf(y[0])  # 100000 > 65504
+    assert y[1] == 1000.0  # 1.0001 rounds to 1.0 in FP16
+    assert y[2] == np.float32(np.float16(np.float16(0.001) * np.float16(1000.0)))
+
+
 def test_refuses_bad_inputs(onnx_pair: tuple[Path, Path], tmp_path: Path) -> None:
     _, dst = onnx_pair
     with pytest.raises(UserInputError, match="not found"):
@@ -161,6 +215,31 @@ def test_camvid_trained_model_fp16_agreement(tmp_path: Path) -> None:
     ref, _ = openvino_runner(src, inference_precision="f32")
     cand, _ = openvino_runner(dst, inference_precision="f16")
     rep = parity_report(ref, cand, (f[None] for f in frames), loaded.meta.class_names)
+    check_fp16(rep, min_agreement=FP16_MIN_AGREEMENT)
+
+
+@pytest.mark.slow
+def test_camvid_trained_model_fp16_emulated_agreement(tmp_path: Path) -> None:
+    """The same acceptance on any CPU: FP16 rounding emulated (FP16 weights and tensors), >= 99.5%."""
+    from rtseg.benchmark.parity import FP16_MIN_AGREEMENT, check_fp16, fp16_emulation_runner, \
+        onnxruntime_runner, parity_report
+
+    weights = bundled_trained_weights()
+    if weights is None:
+        pytest.skip("no bundled trained CamVid checkpoint in assets/ yet")
+    frames = _camvid_frames(10)
+    from rtseg.export.onnx_export import export_onnx
+    from rtseg.models.checkpoint import load_model
+
+    loaded = load_model(weights)
+    src = tmp_path / "trained.onnx"
+    export_onnx(loaded.model, loaded.meta, input_size=(360, 480), path=src, verify=False, with_logits=True)
+    dst = tmp_path / "trained_fp16.onnx"
+    convert_to_mixed_fp16(src, dst)
+    rep = parity_report(onnxruntime_runner(src), fp16_emulation_runner(dst), (f[None] for f in frames),
+                        loaded.meta.class_names)
+    print(f"\n[report] {rep.summary()}")
+    assert rep.logits_checked and rep.nonfinite == 0
     check_fp16(rep, min_agreement=FP16_MIN_AGREEMENT)
 
 

@@ -189,6 +189,41 @@ def onnxruntime_runner(onnx_path: str | os.PathLike[str], *, threads: int | None
     return run
 
 
+def cpu_has_fp16_arithmetic() -> bool:
+    """Whether OpenVINO's CPU plugin can compute in FP16 here (AVX512-FP16 or AMX-FP16)."""
+    import openvino as ov
+
+    return "FP16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def fp16_emulation_runner(mixed_fp16_onnx: str | os.PathLike[str], *, threads: int | None = None) -> Runner:
+    """Run a mixed-precision ONNX on ONNX Runtime with every FP16 tensor rounded to FP16.
+
+    For CPUs without FP16 arithmetic: FP16 weights and FP16 rounding (precision
+    and range) between ops, FP32 arithmetic inside each op; see
+    :mod:`rtseg.export.fp16_emulation`. Graph optimisations are off so that no
+    optimiser folds the rounding casts away.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    from rtseg.export.fp16_emulation import emulate_fp16_rounding
+
+    emulated = emulate_fp16_rounding(onnx.load(str(mixed_fp16_onnx)))
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if threads:
+        opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(emulated.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    in_name = sess.get_inputs()[0].name
+
+    def run(frames: np.ndarray) -> Any:
+        outs = sess.run(None, {in_name: frames})
+        return tuple(outs) if len(outs) > 1 else outs[0]
+
+    return run
+
+
 def openvino_runner(onnx_path: str | os.PathLike[str], *, inference_precision: str = "f32",
                     threads: int | None = None) -> tuple[Runner, Counter[tuple[str, str]]]:
     """OpenVINO CPU runner with ``INFERENCE_PRECISION_HINT`` and what actually executes.
@@ -200,11 +235,11 @@ def openvino_runner(onnx_path: str | os.PathLike[str], *, inference_precision: s
     import openvino as ov
 
     core = ov.Core()
-    if inference_precision == "f16":
+    if inference_precision == "f16" and not cpu_has_fp16_arithmetic():
         caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-        if "FP16" not in caps:
-            raise UserInputError("this CPU has no FP16 arithmetic (OpenVINO reports "
-                                 f"{', '.join(caps)}); run the FP16 check on a CPU with AVX512-FP16 or AMX-FP16")
+        raise UserInputError("this CPU has no FP16 arithmetic (OpenVINO reports "
+                             f"{', '.join(caps)}); run the FP16 check on a CPU with AVX512-FP16 or AMX-FP16, "
+                             "or use fp16_emulation_runner")
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": inference_precision}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads

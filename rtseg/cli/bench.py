@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parity", choices=["fp16", "int8"],
                    help="instead of timing: compare FP16 (or INT8) labels against FP32 on the source's frames "
                         "(pixel agreement, per-class IoU, NaN/Inf). Uses --engine when given, else the mixed "
-                        "FP16 ONNX on OpenVINO f16 / the Q/DQ INT8 ONNX on ONNX Runtime")
+                        "FP16 ONNX on OpenVINO f16 (FP16 rounding emulated on "
+                        "ONNX Runtime where the CPU has no FP16 arithmetic) / the Q/DQ INT8 ONNX on ONNX Runtime")
     p.add_argument("--int8-budget", type=float, default=1.0, help="--parity int8: accepted mIoU drop in points")
     p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     p.add_argument("--backend", default="openvino",
@@ -141,7 +142,13 @@ def _parity(args: argparse.Namespace, size) -> int:
     """FP16/INT8 vs FP32 labels on the source's frames; non-zero exit when the rule fails."""
     import tempfile
 
-    from rtseg.benchmark.parity import onnxruntime_runner, openvino_runner, parity_on_source
+    from rtseg.benchmark.parity import (
+        cpu_has_fp16_arithmetic,
+        fp16_emulation_runner,
+        onnxruntime_runner,
+        openvino_runner,
+        parity_on_source,
+    )
     from rtseg.export.artifacts import ensure_onnx
     from rtseg.runtime.onnx_file import OnnxArtifact
 
@@ -163,9 +170,16 @@ def _parity(args: argparse.Namespace, size) -> int:
             from rtseg.export.precision import convert_to_mixed_fp16
 
             fp16 = convert_to_mixed_fp16(fp32, Path(tmp) / "fp16.onnx").path
-            candidate, executed = openvino_runner(fp16, inference_precision="f16", threads=args.threads)
-            n16 = sum(v for (op, prec), v in executed.items() if op == "Convolution" and prec == "f16")
-            name = f"mixed-FP16 ONNX on OpenVINO f16 ({n16} convolutions executed in f16)"
+            if cpu_has_fp16_arithmetic():
+                candidate, executed = openvino_runner(fp16, inference_precision="f16", threads=args.threads)
+                n16 = sum(v for (op, prec), v in executed.items() if op == "Convolution" and prec == "f16")
+                name = f"mixed-FP16 ONNX on OpenVINO f16 ({n16} convolutions executed in f16)"
+            else:
+                # Said plainly in the report: this CPU cannot compute in FP16, so the check
+                # rounds every FP16 tensor instead (FP16 precision and range between ops).
+                candidate = fp16_emulation_runner(fp16, threads=args.threads)
+                name = ("mixed-FP16 ONNX, FP16 rounding emulated on ONNX Runtime (this CPU has no FP16 "
+                        "arithmetic: FP16 weights and tensors, FP32 arithmetic inside each op)")
         else:
             from rtseg.export.quantize import quantize_int8
 
