@@ -221,8 +221,13 @@ def test_camvid_trained_model_fp16_agreement(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_camvid_trained_model_fp16_emulated_agreement(tmp_path: Path) -> None:
     """The same acceptance on any CPU: FP16 rounding emulated (FP16 weights and tensors), >= 99.5%."""
-    from rtseg.benchmark.parity import FP16_MIN_AGREEMENT, check_fp16, fp16_emulation_runner, \
-        onnxruntime_runner, parity_report
+    from rtseg.benchmark.parity import (
+        FP16_MIN_AGREEMENT,
+        check_fp16,
+        fp16_emulation_runner,
+        onnxruntime_runner,
+        parity_report,
+    )
 
     weights = bundled_trained_weights()
     if weights is None:
