@@ -35,8 +35,10 @@ test: venv
 	# every TensorRT call type-checked against tensorrt-stubs (TensorRT itself cannot install here)
 	$(PY) tools/typecheck_trt.py
 	# Three pytest processes. In one process, test_sigterm_saves_the_resume_state (it waits on a
-	# training subprocess) crashed natively after the rest of the suite, with no Python frame to
-	# show; each group passes alone. Open bug, see the closing note of 2026-11-23.
+	# training subprocess) crashed natively after the rest of the suite on the 2026-11-23 machine
+	# (AVX512-BF16/FP16). On 2026-11-30, on a CPU without them, the whole suite passed in one
+	# process, also under gdb; there the OpenVINO f16/bf16 tests skip, so they are the suspects.
+	# Kept split until it is seen passing in one process on an FP16-capable CPU.
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q --ignore-glob='tests/test_gui_*' --ignore-glob='tests/test_train_*' $(PYTEST_ARGS)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q tests/test_train_losses.py tests/test_train_trainer.py $(PYTEST_ARGS)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q tests/test_gui_window.py tests/test_gui_parts.py tests/test_gui_cli.py $(PYTEST_ARGS)
