@@ -105,3 +105,54 @@ def test_cli_json_and_parity_with_openvino(artifacts, tmp_path, capsys):
     assert p["min_agreement"] > 0.99 and len(p["frames"]) == 3
     assert main([str(tmp_path / "missing.onnx"), "--data", str(artifacts["data"])]) != 0
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_accuracy_drop_against_ground_truth_hand_built():
+    import numpy as np
+
+    from rtseg.core.errors import ExportError
+    from rtseg.eval.evaluate import accuracy_drop, check_accuracy_drop
+    from rtseg.eval.metrics import SegMetrics
+
+    # Baseline: perfect on 2 classes. Candidate: 10 of class 1's 40 pixels called class 0.
+    base = SegMetrics.from_confusion(np.array([[60, 0], [0, 40]]), ["a", "b"])
+    cand = SegMetrics.from_confusion(np.array([[60, 0], [10, 30]]), ["a", "b"])
+    d = accuracy_drop(base, cand, names=("fp32", "int8"))
+    # IoU a = 60/70, IoU b = 30/40: mIoU 0.80357 -> drop 19.64 points; per class 14.29 and 25.
+    assert d["miou_drop_points"] == pytest.approx(100 * (1 - (60 / 70 + 30 / 40) / 2))
+    assert d["class_drop_points"] == pytest.approx({"a": 100 * (1 - 60 / 70), "b": 25.0})
+    check_accuracy_drop(d, 20.0)
+    with pytest.raises(ExportError, match=r"int8 loses 19.64 mIoU points .* relative to fp32"):
+        check_accuracy_drop(d, 1.0)
+
+
+def test_cli_baseline_reports_the_drop_and_enforces_max_drop(artifacts, tmp_path, capsys):
+    """--baseline evaluates both artifacts against ground truth; --max-drop rejects, keeping the JSON."""
+    import torch
+
+    from rtseg.cli.eval import main
+    from rtseg.export.onnx_export import export_onnx
+    from rtseg.models import create_model
+    from rtseg.runtime.onnx_file import OnnxArtifact
+
+    data = str(artifacts["data"])
+    onnx_path = str(artifacts["onnx"])
+    same = tmp_path / "same.json"
+    assert main([onnx_path, "--baseline", onnx_path, "--max-drop", "0", "--data", data, "--json", str(same)]) == 0
+    assert json.loads(same.read_text())["versus_baseline"]["miou_drop_points"] == 0.0
+    assert "drop +0.00 points against ground truth" in capsys.readouterr().out
+    # Another random model scores far worse on labels the first one produced: rejected.
+    torch.manual_seed(1)
+    other = export_onnx(create_model("stdc1", 4).eval(), OnnxArtifact.open(onnx_path).meta, input_size=(64, 80),
+                        path=tmp_path / "other.onnx", verify=False).path
+    js = tmp_path / "worse.json"
+    assert main([str(other), "--baseline", onnx_path, "--max-drop", "1", "--data", data, "--json", str(js)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "mIoU points against ground truth" in err and "budget 1" in err
+    d = json.loads(js.read_text())["versus_baseline"]
+    assert d["miou_drop_points"] > 1 and d["baseline_miou"] == 1.0
+    # Bad combinations are refused before any work.
+    assert main([onnx_path, "--max-drop", "1", "--data", data]) == 2
+    assert "--baseline" in capsys.readouterr().err
+    assert main([onnx_path, "--baseline", str(tmp_path / "nope.onnx"), "--data", data]) == 2
+    assert "does not exist" in capsys.readouterr().err

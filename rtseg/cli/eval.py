@@ -5,6 +5,7 @@ Examples::
     rtseg-eval assets/stdc1_camvid.pt                                # torch backend, CamVid val
     rtseg-eval out/stdc1.onnx --backend openvino --precision bf16 --json out/ov_bf16.json
     rtseg-eval out/stdc1.onnx --backend onnxruntime --parity-with openvino --parity-precision bf16
+    rtseg-eval out/stdc1_int8.onnx --baseline out/stdc1.onnx --max-drop 1   # accuracy cost of INT8
 
 Every backend runs the deploy graph (BGR uint8 frames in, labels out), so the
 numbers are those of what ships.
@@ -46,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parity-with", metavar="BACKEND", help="compare with this second backend frame by frame")
     p.add_argument("--parity-artifact", help="artifact of the second backend (default: the same artifact)")
     p.add_argument("--parity-precision", help="precision of the second backend")
+    p.add_argument("--baseline", metavar="ARTIFACT",
+                   help="also evaluate this artifact (e.g. the FP32 ONNX) on the same split and report the "
+                        "candidate's mIoU drop against ground truth relative to it")
+    p.add_argument("--baseline-backend", help="backend of --baseline (default: by its file type)")
+    p.add_argument("--baseline-precision", help="precision of the --baseline backend")
+    p.add_argument("--max-drop", type=float, metavar="POINTS",
+                   help="with --baseline: exit non-zero when the drop exceeds this many mIoU points")
     return p
 
 
@@ -82,9 +90,17 @@ def _progress(done: int, total: int) -> None:
 
 def _body(args: argparse.Namespace) -> int:
     from rtseg.core.atomic import atomic_write_text
+    from rtseg.core.errors import UserInputError
     from rtseg.data.datasets import open_dataset, require_nonempty
     from rtseg.eval.evaluate import evaluate_backend, parity
 
+    if args.max_drop is not None and not args.baseline:
+        raise UserInputError("--max-drop needs --baseline ARTIFACT (the reference to measure the drop against)")
+    if args.baseline and args.parity_with:
+        raise UserInputError("use either --baseline (accuracy drop against ground truth) or --parity-with "
+                             "(label agreement), not both")
+    if args.baseline and not Path(args.baseline).is_file():
+        raise UserInputError(f"baseline {args.baseline} does not exist; check the path")
     ds = require_nonempty(open_dataset(args.data, args.split, args.dataset_kind))
     kind_a = args.backend or default_backend(args.artifact)
     be_a = _make(kind_a, args.artifact, args.precision, args.threads, args.input_size)
@@ -115,9 +131,36 @@ def _body(args: argparse.Namespace) -> int:
                       "device": info_a.device, "dataset": ds.info.name, "split": args.split,
                       "frames": min(len(ds), args.limit or len(ds)), "seconds": time.perf_counter() - t0,
                       **metrics.to_dict()}
+    if args.baseline and not args.parity_with:
+        result["versus_baseline"] = _versus_baseline(args, ds, metrics,
+                                                     f"{args.artifact} via {info_a.backend}/{info_a.precision}")
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=1) + "\n")
+    if args.baseline and args.max_drop is not None:
+        from rtseg.eval.evaluate import check_accuracy_drop
+
+        # After the JSON is written, so the figures behind a rejection are kept.
+        check_accuracy_drop(result["versus_baseline"], args.max_drop)
     return 0
+
+
+def _versus_baseline(args: argparse.Namespace, ds, candidate, cand_name: str) -> dict:
+    """Evaluate ``--baseline`` on the same split and print the candidate's accuracy drop."""
+    from rtseg.eval.evaluate import accuracy_drop, evaluate_backend
+
+    kind = args.baseline_backend or default_backend(args.baseline)
+    be = _make(kind, args.baseline, args.baseline_precision, args.threads, args.input_size)
+    with be:
+        info = be.info()
+        base = evaluate_backend(be, ds, limit=args.limit, progress=_progress)
+    base_name = f"{args.baseline} via {info.backend}/{info.precision}"
+    d = accuracy_drop(base, candidate, names=(base_name, cand_name))
+    print(f"versus baseline {base_name}: mIoU {100 * base.miou:.2f} -> {100 * candidate.miou:.2f} "
+          f"(drop {d['miou_drop_points']:+.2f} points against ground truth)")
+    worst = sorted(((v, k) for k, v in d["class_drop_points"].items() if v is not None), reverse=True)[:3]
+    if worst:
+        print("  largest class drops: " + ", ".join(f"{k} {v:+.2f}" for v, k in worst))
+    return d
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from rtseg.core.errors import UserInputError
+from rtseg.core.errors import ExportError, UserInputError
 from rtseg.data.augment import resize_for_model
 from rtseg.data.datasets import SegDataset
 from rtseg.eval.metrics import ConfusionMatrix, SegMetrics
@@ -144,3 +144,30 @@ def parity(backend_a: Any, backend_b: Any, ds: SegDataset, *, limit: int | None 
     rep.metrics_a = cms[0].result(ds.info.class_names)
     rep.metrics_b = cms[1].result(ds.info.class_names)
     return rep
+
+
+def accuracy_drop(baseline: SegMetrics, candidate: SegMetrics,
+                  names: tuple[str, str] = ("baseline", "candidate")) -> dict[str, Any]:
+    """mIoU drop (points) of ``candidate`` against ground truth, relative to ``baseline``.
+
+    This is the accuracy question a reduced-precision artifact must answer when
+    labelled data exists (both evaluated on the same split against its ground
+    truth). It differs from the parity check against FP32 *labels*, which has no
+    ground truth to lean on and counts every flipped near-tie pixel of a class
+    the model rarely predicts as an error.
+    """
+    per_class = {}
+    for n, a, b in zip(baseline.class_names, baseline.iou, candidate.iou, strict=True):
+        per_class[n] = None if (np.isnan(a) or np.isnan(b)) else float(100.0 * (a - b))
+    return {"baseline": names[0], "candidate": names[1], "baseline_miou": baseline.miou,
+            "candidate_miou": candidate.miou, "miou_drop_points": 100.0 * (baseline.miou - candidate.miou),
+            "class_drop_points": per_class}
+
+
+def check_accuracy_drop(drop: dict[str, Any], budget_points: float) -> None:
+    """Raise ``ExportError`` when an :func:`accuracy_drop` result exceeds ``budget_points``."""
+    if drop["miou_drop_points"] > budget_points:
+        raise ExportError(f"{drop['candidate']} loses {drop['miou_drop_points']:.2f} mIoU points against ground "
+                          f"truth relative to {drop['baseline']} ({100 * drop['baseline_miou']:.2f}% -> "
+                          f"{100 * drop['candidate_miou']:.2f}%, budget {budget_points:g}); use a higher "
+                          "precision or recalibrate on representative frames")
