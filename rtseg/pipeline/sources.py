@@ -184,7 +184,64 @@ class _CaptureSource(Source):
         return float(fps) if fps and np.isfinite(fps) and 0.5 < fps < 1000 else DEFAULT_FPS
 
 
-class CameraSource(_CaptureSource):
+class _LiveCaptureSource(_CaptureSource):
+    """A camera or network stream: opened (and re-opened after a drop) by ``_connect``.
+
+    Subclasses say how to connect, what to call themselves and what to tell the
+    user when the source opens but delivers nothing.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._size = (0, 0)
+        self._fps = DEFAULT_FPS
+
+    def _connect(self) -> cv2.VideoCapture:
+        """An opened capture, or ``SourceError`` saying what to check."""
+        raise NotImplementedError
+
+    def _label(self) -> str:
+        raise NotImplementedError
+
+    def _no_frames_error(self) -> SourceError:
+        raise NotImplementedError
+
+    def _open(self) -> None:
+        self._cap = self._connect()
+        first = self._grab(None)
+        if first is None:
+            self._close()
+            raise self._no_frames_error()
+        self._pending = first
+        self._size = (first[0].shape[1], first[0].shape[0])
+        # cached: other threads call fps/describe(), and a VideoCapture must not be shared
+        self._fps = self._cap_fps()
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    @property
+    def is_live(self) -> bool:
+        return True
+
+    def describe(self) -> str:
+        return f"{self._label()} ({self._size[0]}x{self._size[1]}, {self.fps:.1f} fps)"
+
+    def _read(self) -> tuple[np.ndarray, int | None, float, float] | None:
+        if self._pending is not None:
+            got, self._pending = self._pending, None
+            return got
+        return self._grab(None)
+
+    def reopen(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+        self._open()
+
+
+class CameraSource(_LiveCaptureSource):
     """A webcam by OpenCV index."""
 
     kind = "camera"
@@ -194,10 +251,9 @@ class CameraSource(_CaptureSource):
         super().__init__()
         self.index = int(index)
         self._want = (width, height, fps)
-        self._size = (0, 0)
         self._open()
 
-    def _open(self) -> None:
+    def _connect(self) -> cv2.VideoCapture:
         cap = cv2.VideoCapture(self.index)
         if not cap.isOpened():
             cap.release()
@@ -213,42 +269,17 @@ class CameraSource(_CaptureSource):
         # Keep the driver's queue short: frames waiting in it are latency, and the
         # pipeline wants the newest frame rather than every frame.
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
-        self._cap = cap
-        first = self._grab(None)
-        if first is None:
-            self._close()
-            raise SourceError(f"camera {self.index} opened but delivers no frames: is another program "
-                              "using it? try another index")
-        self._pending = first
-        self._size = (first[0].shape[1], first[0].shape[0])
-        # cached: other threads call fps/describe(), and a VideoCapture must not be shared
-        self._fps = self._cap_fps()
+        return cap
 
-    @property
-    def fps(self) -> float:
-        return self._fps
+    def _label(self) -> str:
+        return f"camera {self.index}"
 
-    @property
-    def is_live(self) -> bool:
-        return True
-
-    def describe(self) -> str:
-        return f"camera {self.index} ({self._size[0]}x{self._size[1]}, {self.fps:.1f} fps)"
-
-    def _read(self) -> tuple[np.ndarray, int | None, float, float] | None:
-        if self._pending is not None:
-            got, self._pending = self._pending, None
-            return got
-        return self._grab(None)
-
-    def reopen(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
-        self._open()
+    def _no_frames_error(self) -> SourceError:
+        return SourceError(f"camera {self.index} opened but delivers no frames: is another program "
+                           "using it? try another index")
 
 
-class StreamSource(_CaptureSource):
+class StreamSource(_LiveCaptureSource):
     """A network stream (RTSP, RTMP, HTTP/HTTPS) decoded by FFmpeg."""
 
     kind = "stream"
@@ -257,49 +288,23 @@ class StreamSource(_CaptureSource):
         super().__init__()
         self.url = url
         self.timeout_ms = int(timeout_ms)
-        self._size = (0, 0)
         self._open()
 
-    def _open(self) -> None:
+    def _connect(self) -> cv2.VideoCapture:
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, self.timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, self.timeout_ms]
         cap = cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"stream {redact_url(self.url)} could not be opened: check the address, "
                               "that the server is running and that this machine can reach it")
-        self._cap = cap
-        first = self._grab(None)
-        if first is None:
-            self._close()
-            raise SourceError(f"stream {redact_url(self.url)} opened but sent no frames within "
-                              f"{self.timeout_ms / 1000:.0f} s: check that it is a video stream")
-        self._pending = first
-        self._size = (first[0].shape[1], first[0].shape[0])
-        # cached: other threads call fps/describe(), and a VideoCapture must not be shared
-        self._fps = self._cap_fps()
+        return cap
 
-    @property
-    def fps(self) -> float:
-        return self._fps
+    def _label(self) -> str:
+        return f"stream {redact_url(self.url)}"
 
-    @property
-    def is_live(self) -> bool:
-        return True
-
-    def describe(self) -> str:
-        return f"stream {redact_url(self.url)} ({self._size[0]}x{self._size[1]}, {self.fps:.1f} fps)"
-
-    def _read(self) -> tuple[np.ndarray, int | None, float, float] | None:
-        if self._pending is not None:
-            got, self._pending = self._pending, None
-            return got
-        return self._grab(None)
-
-    def reopen(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
-        self._open()
+    def _no_frames_error(self) -> SourceError:
+        return SourceError(f"stream {redact_url(self.url)} opened but sent no frames within "
+                           f"{self.timeout_ms / 1000:.0f} s: check that it is a video stream")
 
 
 class VideoFileSource(_CaptureSource):
