@@ -188,10 +188,10 @@ def test_random_weights_stdc1_int8_rejected_over_budget(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=False, reason=(
-    "known shortfall, measured 2026-11-23: the Q/DQ INT8 ONNX of the bundled iteration-800 STDC1 "
-    "agrees with FP32 on 98.7% of pixels but its mIoU vs FP32 labels drops ~17.8 points (thin classes: "
-    "Pedestrian IoU 0.69, Pole 0.84, and 3 stray SignSymbol pixels where FP32 has none); the budget "
-    "check correctly rejects it. Better calibration / mixed INT8 is open work (issue 3)."))
+    "known shortfall of the FP32-labels proxy, measured 2026-11-23 and 2026-11-30: the Q/DQ INT8 ONNX of the "
+    "bundled STDC1 agrees with FP32 on ~98.7% of pixels, but flipped near-tie pixels of classes the model "
+    "rarely predicts (SignSymbol, Pedestrian, Fence) cost whole IoU points against FP32 labels (~10-18 points "
+    "of 'drop'), while its mIoU against ground truth is unchanged (see the next test). Open work (issue 3)."))
 def test_camvid_trained_model_int8_within_budget(tmp_path: Path) -> None:
     """Issue acceptance: the bundled trained model's Q/DQ ONNX stays within the default 1-point budget."""
     weights = bundled_trained_weights()
@@ -212,3 +212,38 @@ def test_camvid_trained_model_int8_within_budget(tmp_path: Path) -> None:
     rep = parity_report(onnxruntime_runner(src), onnxruntime_runner(dst), (f[None] for f in frames),
                         loaded.meta.class_names, candidate_name="int8")
     check_int8_budget(rep)
+
+
+@pytest.mark.slow
+def test_camvid_trained_model_int8_within_budget_against_ground_truth(tmp_path: Path) -> None:
+    """The accuracy question with labels: INT8 vs FP32 mIoU, both against CamVid val ground truth.
+
+    Same artifacts as the FP32-labels test above; here the budget applies to the
+    real accuracy cost (``rtseg-eval INT8 --baseline FP32 --max-drop 1``).
+    """
+    weights = bundled_trained_weights()
+    if weights is None:
+        pytest.skip("no bundled trained CamVid checkpoint in assets/ yet")
+    d = camvid_dir()
+    if d is None:
+        pytest.skip("CamVid not found (expected at ../shared/datasets/camvid beside the repo)")
+    from rtseg.data.datasets import open_dataset
+    from rtseg.eval.evaluate import accuracy_drop, check_accuracy_drop, evaluate_backend
+    from rtseg.export.onnx_export import export_onnx
+    from rtseg.models.checkpoint import load_model
+    from rtseg.runtime.factory import create_backend
+
+    loaded = load_model(weights)
+    src = tmp_path / "trained.onnx"
+    export_onnx(loaded.model, loaded.meta, input_size=(360, 480), path=src, verify=False)
+    dst = tmp_path / "trained_int8.onnx"
+    quantize_int8(src, dst, calib_source=d / "train" / "images", max_frames=32)
+    val = open_dataset(d, "val")
+    with create_backend("onnxruntime", src) as a, create_backend("onnxruntime", dst) as b:
+        fp32 = evaluate_backend(a, val, limit=40)
+        int8 = evaluate_backend(b, val, limit=40)
+    drop = accuracy_drop(fp32, int8, names=("fp32", "int8"))
+    print(f"\n[report] CamVid val (40 frames) mIoU against ground truth: FP32 {100 * fp32.miou:.2f}, "
+          f"INT8 {100 * int8.miou:.2f} (drop {drop['miou_drop_points']:+.2f} points)")
+    assert fp32.miou > 0.3  # a trained model, not noise
+    check_accuracy_drop(drop, INT8_MIOU_BUDGET)
