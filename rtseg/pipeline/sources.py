@@ -196,15 +196,17 @@ class _LiveCaptureSource(_CaptureSource):
         self._size = (0, 0)
         self._fps = DEFAULT_FPS
 
+    @abc.abstractmethod
     def _connect(self) -> cv2.VideoCapture:
         """An opened capture, or ``SourceError`` saying what to check."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _label(self) -> str:
-        raise NotImplementedError
+        """How ``describe`` names the source, e.g. ``camera 0``."""
 
+    @abc.abstractmethod
     def _no_frames_error(self) -> SourceError:
-        raise NotImplementedError
+        """The error for "opens but delivers no frames"."""
 
     def _open(self) -> None:
         self._cap = self._connect()
