@@ -166,7 +166,8 @@ def check_int8_budget(report: ParityReport, *, budget_points: float = INT8_MIOU_
         raise ExportError(
             f"INT8 rejected: mIoU vs FP32 labels drops {report.miou_drop_points:.2f} points "
             f"(budget {budget_points:g}); calibrate on more representative frames (--calib-source), "
-            "raise the budget, or use --precision fp16"
+            "raise the budget, or use --precision fp16 (with labelled frames, `rtseg-eval INT8.onnx "
+            "--baseline FP32.onnx` measures the real accuracy cost)"
         )
 
 
