@@ -156,3 +156,44 @@ def test_sigterm_saves_the_resume_state(tiny, tmp_path):
     assert rc == 130
     state = torch.load(out / RESUME_FILE, map_location="cpu", weights_only=True)
     assert state["iteration"] >= 1
+
+
+def test_a_run_from_init_records_the_history_of_its_start_weights(tiny, tmp_path, capsys):
+    """Fine-tuning phases chain: the shipped file names every earlier phase's command and file hash."""
+    from rtseg.cli.train import main
+    from rtseg.core.hashing import file_sha256
+    from rtseg.models.checkpoint import load_model
+
+    common = ["--model", "stdc1", "--data", str(tiny), "--crop", "64x64", "--input-size", "64x80",
+              "--batch-size", "2", "--warmup-iters", "1", "--eval-every", "2", "--workers", "0",
+              "--threads", "1", "--lr", "0.003"]
+    assert main(common + ["--out", str(tmp_path / "p1"), "--iters", "2"]) == 0
+    first = tmp_path / "first.pt"
+    assert main(["--out", str(tmp_path / "p1"), "--export-best", str(first)]) == 0
+    assert main(common + ["--out", str(tmp_path / "p2"), "--iters", "2", "--init", str(first)]) == 0
+    second = tmp_path / "second.pt"
+    assert main(["--out", str(tmp_path / "p2"), "--export-best", str(second)]) == 0
+    assert main(common + ["--out", str(tmp_path / "p3"), "--iters", "2", "--init", str(second)]) == 0
+    third = tmp_path / "third.pt"
+    capsys.readouterr()
+    assert main(["--out", str(tmp_path / "p3"), "--export-best", str(third)]) == 0
+    card = capsys.readouterr().out
+
+    lineage = load_model(third).extra["lineage"]
+    assert [e["file"] for e in lineage] == ["first.pt", "second.pt"]
+    assert [e["sha256"] for e in lineage] == [file_sha256(first), file_sha256(second)]
+    assert str(tmp_path / "p1") in lineage[0]["command"] and "--init" not in lineage[0]["command"]
+    assert f"--init {second}" not in lineage[1]["command"] and f"--init {first}" in lineage[1]["command"]
+    assert all(e["iteration"] == 2 and e["iters"] == 2 and 0 <= e["val_miou"] <= 1 for e in lineage)
+    assert "itself the result of 2 earlier phase(s)" in card
+    assert f"1. `first.pt` (sha256 {file_sha256(first)[:12]}" in card and str(tmp_path / "p1") in card
+    # A run from before lineage was recorded: export reads the --init file if it is still there.
+    best = torch.load(tmp_path / "p3" / BEST_FILE, weights_only=True)
+    del best["extra"]["lineage"]
+    torch.save(best, tmp_path / "p3" / BEST_FILE)
+    assert main(["--out", str(tmp_path / "p3"), "--export-best", str(third)]) == 0
+    assert [e["sha256"] for e in load_model(third).extra["lineage"]] == [file_sha256(first), file_sha256(second)]
+    second.unlink()
+    capsys.readouterr()
+    assert main(["--out", str(tmp_path / "p3"), "--export-best", str(third)]) == 0
+    assert "its history was not recorded" in capsys.readouterr().out

@@ -3,11 +3,36 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from rtseg.core.atomic import atomic_path
 from rtseg.core.errors import UserInputError
+
+
+def lineage_entry(path: str | Path) -> list[dict[str, Any]]:
+    """The training history of the weights file ``path``, oldest phase first.
+
+    A run started with ``--init`` continues the history of the file it started
+    from: this returns that file's own recorded lineage plus one entry for the
+    file itself (its sha256, and for an rtseg-train checkpoint the iteration,
+    val mIoU and the exact command). A public release checkpoint yields a single
+    entry naming it. The result goes into ``extra["lineage"]`` of every
+    checkpoint the run writes, so a shipped model says every command behind it
+    even after the intermediate files are gone.
+    """
+    from rtseg.models.checkpoint import load_model
+
+    loaded = load_model(path)
+    extra = loaded.extra or {}
+    cfg = extra.get("train_config") or {}
+    entry: dict[str, Any] = {"file": Path(path).name, "sha256": loaded.meta.weights_sha256,
+                             "weights": loaded.meta.weights}
+    if cfg:
+        entry.update(command=cfg.get("command"), iteration=extra.get("iteration"),
+                     iters=cfg.get("iters"), val_miou=extra.get("val_miou"))
+    return list(extra.get("lineage") or []) + [entry]
 
 
 def export_best(src: str | Path, dest: str | Path, *, fp16: bool = True) -> str:
@@ -34,12 +59,20 @@ def export_best(src: str | Path, dest: str | Path, *, fp16: bool = True) -> str:
         keep = set(create_model(meta["model"], len(meta["class_names"]), aux=False).state_dict())
         sd = {k: v for k, v in sd.items() if k in keep}
         obj = dict(obj, aux=False)
+    extra = dict(obj.get("extra") or {})
+    init = (extra.get("train_config") or {}).get("init")
+    if init and "lineage" not in extra:
+        # Runs made before lineage was recorded at start: read it now if the
+        # --init file is still there (otherwise the card says the history is unknown).
+        init_path = Path(init).expanduser()
+        if init_path.is_file():
+            extra["lineage"] = lineage_entry(init_path)
+        obj = dict(obj, extra=extra)
     if fp16:
         sd = {k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}
     obj = dict(obj, state_dict=sd)
     with atomic_path(dest) as tmp:
         torch.save(obj, tmp)
-    extra = obj.get("extra") or {}
     miou = extra.get("val_miou")
     size_mb = dest.stat().st_size / 1e6
     return (f"wrote {dest} ({size_mb:.1f} MB, {'fp16' if fp16 else 'fp32'} weights) from iteration "
@@ -61,6 +94,19 @@ def model_card(path: str | Path) -> str:
         f"- val mIoU **{100 * extra['val_miou']:.2f}%**, pixel accuracy "
         f"{100 * extra['val_pixel_accuracy']:.2f}%" if "val_miou" in extra else "- not validated",
         f"- command: `{cfg.get('command')}`" if cfg.get("command") else "- command: unknown",
+    ]
+    lineage = extra.get("lineage")
+    if lineage:
+        lines.append(f"- started from `{cfg.get('init')}`, itself the result of {len(lineage)} earlier "
+                     f"phase(s), oldest first:")
+        for i, e in enumerate(lineage, 1):
+            what = (f"iteration {e.get('iteration')} of {e.get('iters')}, val mIoU {100 * e['val_miou']:.2f}%"
+                    if e.get("val_miou") is not None else (e.get("weights") or "no training record"))
+            cmd = f": `{e['command']}`" if e.get("command") else ""
+            lines.append(f"  {i}. `{e.get('file')}` (sha256 {str(e.get('sha256'))[:12]}, {what}){cmd}")
+    elif cfg.get("init"):
+        lines.append(f"- started from `{cfg.get('init')}` (its history was not recorded)")
+    lines += [
         "",
         "| class | val IoU % |",
         "|---|---|",

@@ -309,6 +309,7 @@ class Trainer:
         self.out = Path(os.path.expanduser(cfg.out_dir))
         self.restart = restart
         self.stream = stream or sys.stderr
+        self._lineage: list[dict[str, Any]] = []  # the --init file's training history (see lineage_entry)
 
     def _log(self, text: str) -> None:
         self.stream.write(text + "\n")
@@ -521,6 +522,8 @@ class Trainer:
             extra = {"iteration": it, "val_split": self.cfg.val_split, "val_miou": metrics.miou,
                      "val_pixel_accuracy": metrics.pixel_accuracy, "val_per_class_iou": metrics.per_class(),
                      "train_config": self.cfg.to_dict()}
+            if self._lineage:
+                extra["lineage"] = self._lineage
             bmeta = meta.with_(weights=f"rtseg-train {self.cfg.model} on {val_ds.info.name}, iteration {it}",
                                extra={"val_miou": metrics.miou})
             save_checkpoint(self.out / BEST_FILE, model, bmeta, extra=extra)
@@ -536,6 +539,9 @@ class Trainer:
         # trained on another dataset minus its classifiers); report the rest.
         take = {k: v for k, v in src.items() if k in dst and dst[k].shape == v.shape}
         model.load_state_dict(take, strict=False)
+        from rtseg.train.export import lineage_entry
+
+        self._lineage = lineage_entry(path)
         self._log(f"initialised {len(take)}/{len(dst)} tensors from {path} "
                   f"({len(dst) - len(take)} keep their random initialisation)")
 
