@@ -32,6 +32,7 @@ run: venv
 test: venv
 	$(VENV)/bin/ruff check rtseg tests scripts tools
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy rtseg
 	# every TensorRT call type-checked against tensorrt-stubs (TensorRT itself cannot install here)
 	$(PY) tools/typecheck_trt.py
 	# Three pytest processes. In one process, test_sigterm_saves_the_resume_state (it waits on a

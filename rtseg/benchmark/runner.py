@@ -113,7 +113,8 @@ def measure_end_to_end(backend: Backend, make_source: SourceFactory, warmup: int
             src = make_source()
             try:
                 for _ in range(total):
-                    images, small, dec, t_first = [], [], 0.0, None
+                    images, small, dec = [], [], 0.0
+                    t_first: float | None = None
                     pre = 0.0
                     for _ in range(n):
                         src, image, t0 = _read_looping(src, make_source)
@@ -124,6 +125,7 @@ def measure_end_to_end(backend: Backend, make_source: SourceFactory, warmup: int
                         pre += time.perf_counter() - t1
                         images.append(image)
                     batch = small[0][None] if n == 1 else np.stack(small)
+                    assert t_first is not None  # n >= 1 frames were read
                     if not to_infer.put(_Item(images, batch, t_first, dec, pre)):
                         return
             finally:
@@ -167,9 +169,9 @@ def measure_end_to_end(backend: Backend, make_source: SourceFactory, warmup: int
             item = to_infer.take()
             if item is None:
                 break
-            t = time.perf_counter()
+            t_start = time.perf_counter()
             item.labels = backend.infer(item.batch)
-            item.infer_s = time.perf_counter() - t
+            item.infer_s = time.perf_counter() - t_start
             item.timings = dict(getattr(backend, "last_timings", None) or {})
             if not to_output.put(item):
                 break

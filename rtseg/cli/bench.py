@@ -11,10 +11,16 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rtseg.cli.common import add_model_args, run_main
 from rtseg.core.atomic import atomic_write_text
 from rtseg.core.errors import UserInputError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
 
 DEFAULT_SOURCE = "synthetic:1280x720"
 
@@ -158,6 +164,7 @@ def _parity(args: argparse.Namespace, size) -> int:
                                                           num_classes=args.num_classes, batch=args.batch,
                                                           with_logits=True)[0]
     art = OnnxArtifact.open(fp32)
+    candidate: Callable[[np.ndarray], np.ndarray]
     reference = onnxruntime_runner(fp32)
     with tempfile.TemporaryDirectory(prefix="rtseg-parity-") as tmp:
         if args.engine:

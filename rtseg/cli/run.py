@@ -81,8 +81,11 @@ def _run(args: argparse.Namespace) -> int:
     errors: list[RtsegError] = []
     ended = object()
 
-    pipe = Pipeline(on_result=results.put, on_error=lambda e: (errors.append(e), results.put(ended)),
-                    on_end=lambda: results.put(ended))
+    def on_error(e: RtsegError) -> None:  # inference thread: record the error, then end the wait
+        errors.append(e)
+        results.put(ended)
+
+    pipe = Pipeline(on_result=results.put, on_error=on_error, on_end=lambda: results.put(ended))
     fps = source.fps or 25.0
     is_live = source.is_live
     if is_live and not args.max_frames:
@@ -114,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
                 img = r.frame.image
                 if writer is None:
                     h, w = img.shape[:2]
-                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
                     if not writer.isOpened():
                         raise UserInputError(f"cannot write video {output}; check the folder is writable")
                 writer.write(blend(img, colorize(r.labels, lut), args.alpha))

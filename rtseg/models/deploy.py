@@ -46,6 +46,11 @@ def parse_size(text: str) -> tuple[int, int]:
 class DeployGraph(nn.Module):
     """uint8 BGR frames -> uint8 labels (and optionally float logits) around any zoo model."""
 
+    # buffers registered in __init__
+    order: torch.Tensor
+    scale: torch.Tensor
+    shift: torch.Tensor
+
     def __init__(self, model: SegModel, meta: ModelMeta, *, with_logits: bool = False) -> None:
         super().__init__()
         if meta.num_classes != model.num_classes:

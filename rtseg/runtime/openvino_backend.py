@@ -9,6 +9,7 @@ runs, never the default.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ class OpenVinoBackend(Backend):
         self._artifact = OnnxArtifact.open(path)
         self._threads = threads
         self._device = device
-        self._compiled = None
+        self._compiled: Any = None  # ov.CompiledModel while active
         self._request = None
         self._actual_precision: str | None = None
 

@@ -7,6 +7,7 @@ weights at all (random initialisation, reported as untrained).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ class TorchBackend(Backend):
         self._input_size = input_size
         self._batch = batch
         self._threads = threads
-        self._graph = None
+        self._graph: Any = None  # the DeployGraph while active
         self._meta: ModelMeta | None = None
         # Load eagerly so metadata is available before activate(); the weights
         # are on the CPU anyway and activate() only sets threads.

@@ -92,7 +92,7 @@ class TorchCudaBackend(Backend):
         for p in graph.parameters():
             p.requires_grad_(False)
         if self._channels_last:
-            graph = graph.to(memory_format=torch.channels_last)
+            graph = graph.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         # cuDNN picks the fastest algorithms for this fixed input shape.
         torch.backends.cudnn.benchmark = True
         n, h, w = self.input_shape
