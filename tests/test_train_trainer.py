@@ -185,7 +185,7 @@ def test_a_run_from_init_records_the_history_of_its_start_weights(tiny, tmp_path
     assert str(tmp_path / "p1") in lineage[0]["command"] and "--init" not in lineage[0]["command"]
     assert f"--init {second}" not in lineage[1]["command"] and f"--init {first}" in lineage[1]["command"]
     assert all(e["iteration"] == 2 and e["iters"] == 2 and 0 <= e["val_miou"] <= 1 for e in lineage)
-    assert "itself the result of 2 earlier phase(s)" in card
+    assert "the training phases before this one, oldest first:" in card
     assert f"1. `first.pt` (sha256 {file_sha256(first)[:12]}" in card and str(tmp_path / "p1") in card
     # A run from before lineage was recorded: export reads the --init file if it is still there.
     best = torch.load(tmp_path / "p3" / BEST_FILE, weights_only=True)

@@ -97,8 +97,7 @@ def model_card(path: str | Path) -> str:
     ]
     lineage = extra.get("lineage")
     if lineage:
-        lines.append(f"- started from `{cfg.get('init')}`, itself the result of {len(lineage)} earlier "
-                     f"phase(s), oldest first:")
+        lines.append(f"- started from `{cfg.get('init')}`; the training phases before this one, oldest first:")
         for i, e in enumerate(lineage, 1):
             what = (f"iteration {e.get('iteration')} of {e.get('iters')}, val mIoU {100 * e['val_miou']:.2f}%"
                     if e.get("val_miou") is not None else (e.get("weights") or "no training record"))
