@@ -11,7 +11,7 @@ from rtseg.core.atomic import atomic_path
 from rtseg.core.errors import UserInputError
 
 
-def lineage_entry(path: str | Path) -> list[dict[str, Any]]:
+def lineage_of(path: str | Path) -> list[dict[str, Any]]:
     """The training history of the weights file ``path``, oldest phase first.
 
     A run started with ``--init`` continues the history of the file it started
@@ -66,7 +66,7 @@ def export_best(src: str | Path, dest: str | Path, *, fp16: bool = True) -> str:
         # --init file is still there (otherwise the card says the history is unknown).
         init_path = Path(init).expanduser()
         if init_path.is_file():
-            extra["lineage"] = lineage_entry(init_path)
+            extra["lineage"] = lineage_of(init_path)
         obj = dict(obj, extra=extra)
     if fp16:
         sd = {k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}

@@ -309,7 +309,7 @@ class Trainer:
         self.out = Path(os.path.expanduser(cfg.out_dir))
         self.restart = restart
         self.stream = stream or sys.stderr
-        self._lineage: list[dict[str, Any]] = []  # the --init file's training history (see lineage_entry)
+        self._lineage: list[dict[str, Any]] = []  # the --init file's training history (see lineage_of)
 
     def _log(self, text: str) -> None:
         self.stream.write(text + "\n")
@@ -539,9 +539,9 @@ class Trainer:
         # trained on another dataset minus its classifiers); report the rest.
         take = {k: v for k, v in src.items() if k in dst and dst[k].shape == v.shape}
         model.load_state_dict(take, strict=False)
-        from rtseg.train.export import lineage_entry
+        from rtseg.train.export import lineage_of
 
-        self._lineage = lineage_entry(path)
+        self._lineage = lineage_of(path)
         self._log(f"initialised {len(take)}/{len(dst)} tensors from {path} "
                   f"({len(dst) - len(take)} keep their random initialisation)")
 
