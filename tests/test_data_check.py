@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rtseg.cli.train import check_main
-from rtseg.data.check import check_dataset
+from rtseg.data.check import check_dataset, class_frequencies
 from rtseg.data.datasets import open_dataset
 from rtseg.data.synth import write_synthetic_dataset
 
@@ -75,3 +75,21 @@ def test_cli_exit_codes_and_json(good, tmp_path, capsys):
     assert check_main(["--data", str(good), "--split", "train"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "problem" in err[0]
+
+
+def test_class_frequencies_count_pixels_and_the_images_each_class_is_in(good):
+    # Hand-made labels (same size as the images): what median frequency balancing needs.
+    labels = sorted((good / "train" / "labels").glob("*.png"))
+    lab = np.zeros((64, 80), np.uint8)
+    lab[:, :40] = 1
+    lab[0, :10] = 255  # ignored: counted nowhere
+    cv2.imwrite(str(labels[0]), lab)  # classes 0 and 1
+    for p in labels[1:]:
+        cv2.imwrite(str(p), np.full((64, 80), 2, np.uint8))  # class 2 only
+    ds = open_dataset(good, "train")
+    class_px, image_px = class_frequencies(ds)
+    labelled0 = 64 * 80 - 10
+    assert class_px == [64 * 40, 64 * 40 - 10, 3 * 64 * 80, 0]
+    assert image_px == [labelled0, labelled0, 3 * 64 * 80, 0]
+    # limit reads the first N pairs only, as training with --limit-train does.
+    assert class_frequencies(ds, limit=1) == ([64 * 40, 64 * 40 - 10, 0, 0], [labelled0, labelled0, 0, 0])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rtseg.train.detail import DetailLoss, detail_target, dice_loss
-from rtseg.train.losses import OhemCrossEntropy, ohem_select
+from rtseg.train.losses import OhemCrossEntropy, median_frequency_weights, ohem_select, parse_class_weights
 from rtseg.train.schedule import param_groups, poly_lr
 
 IGN = 255
@@ -52,6 +52,61 @@ def test_ohem_loss_matches_mean_of_kept_pixels():
     pixel = torch.nn.functional.cross_entropy(logits, target, reduction="none")
     expected = ohem_select(pixel, torch.ones_like(target, dtype=torch.bool), 0.7, 1 / 16).mean()
     assert OhemCrossEntropy(IGN)(logits, target).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_class_weighted_ohem_selects_unweighted_and_averages_weighted():
+    torch.manual_seed(1)
+    logits = torch.randn(2, 3, 8, 8) * 2
+    target = torch.randint(0, 3, (2, 8, 8))
+    target[0, 0] = IGN
+    weights = [0.5, 1.0, 4.0]
+    pixel = torch.nn.functional.cross_entropy(logits, target, ignore_index=IGN, reduction="none")
+    valid = target != IGN
+    # Selection is by the unweighted loss: the same pixels as plain OHEM ...
+    hard = pixel[valid] > -math.log(0.7)
+    assert hard.sum() >= valid.sum() // 16  # (enough hard pixels: the threshold decides alone)
+    w = torch.tensor(weights)[target[valid]][hard]
+    expected = (w * pixel[valid][hard]).sum() / w.sum()
+    got = OhemCrossEntropy(IGN, class_weights=weights)(logits, target)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+    # ... and equal weights give plain OHEM back.
+    same = OhemCrossEntropy(IGN, class_weights=[2.0, 2.0, 2.0])(logits, target)
+    assert same.item() == pytest.approx(OhemCrossEntropy(IGN)(logits, target).item(), rel=1e-6)
+
+
+def test_class_weights_move_the_gradient_towards_the_rare_class():
+    logits = torch.zeros(1, 2, 4, 4, requires_grad=True)
+    target = torch.zeros(1, 4, 4, dtype=torch.long)
+    target[0, 0, 0] = 1  # one pixel of class 1, fifteen of class 0; all at p = 1/2 (hard)
+    OhemCrossEntropy(IGN, class_weights=[1.0, 15.0])(logits, target).backward()
+    g = logits.grad[0]
+    # The lone class-1 pixel pulls as hard as all fifteen class-0 pixels together.
+    assert g[1, 0, 0].abs().item() == pytest.approx(g[0, 1:].abs().sum().item() + g[0, 0, 1:].abs().sum().item(),
+                                                    rel=1e-5)
+
+
+def test_median_frequency_weights_follow_the_definition():
+    # Class 0 everywhere (600 of 1000 px), class 1 in half the images (100 of 500 px),
+    # class 2 rare (10 of 500 px), class 3 in no image.
+    w = median_frequency_weights([600, 100, 10, 0], [1000, 500, 500, 0])
+    freqs = [0.6, 0.2, 0.02]
+    median = 0.2
+    assert w[:3] == pytest.approx([median / f for f in freqs])
+    assert w[1] == pytest.approx(1.0) and w[3] == pytest.approx(max(w[:3]))  # absent: the largest weight
+    assert median_frequency_weights([600, 100, 10], [1000, 500, 500], power=0.5) == \
+        pytest.approx([(median / f) ** 0.5 for f in freqs])
+    with pytest.raises(ValueError):
+        median_frequency_weights([0, 0], [0, 0])
+
+
+def test_explicit_class_weights_are_parsed_and_checked():
+    assert parse_class_weights("median-freq", 3) is None
+    assert parse_class_weights("1,2.5,0.5", 3) == [1.0, 2.5, 0.5]
+    for bad in ("1,2", "1,x,2", "1,0,2", "inverse"):
+        with pytest.raises(ValueError, match="one per class"):
+            parse_class_weights(bad, 3)
+    with pytest.raises(ValueError):
+        OhemCrossEntropy(IGN, class_weights=[1.0, -1.0])
 
 
 # --- detail ground truth ----------------------------------------------------------

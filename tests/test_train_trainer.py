@@ -89,6 +89,22 @@ def test_resume_refuses_changed_settings(tiny, tmp_path):
     assert res.iteration == 1
 
 
+def test_class_weights_are_computed_logged_and_fixed_on_resume(tiny, tmp_path):
+    log = io.StringIO()
+    res = Trainer(_cfg(tiny, tmp_path / "w", iters=4, val_split=None, class_weights="median-freq"),
+                  stream=log).run(stop_at=1)
+    assert res.iteration == 1 and np.isfinite(res.losses[0])
+    line = next(ln for ln in log.getvalue().splitlines() if ln.startswith("class weights (median-freq):"))
+    weights = [float(part.rsplit(" ", 1)[1]) for part in line.split(": ", 1)[1].split(", ")]
+    mid = sorted(weights)[1:3]
+    assert len(weights) == 4 and all(w > 0 for w in weights) and mid[0] <= 1.0 <= mid[1]  # 1 at the median
+    with pytest.raises(UserInputError, match="class_weights: saved 'median-freq' vs now 'none'"):
+        Trainer(_cfg(tiny, tmp_path / "w", iters=4, val_split=None), stream=_quiet()).run()
+    with pytest.raises(UserInputError, match="one per class"):
+        Trainer(_cfg(tiny, tmp_path / "w2", iters=4, val_split=None, class_weights="1,2"),
+                stream=_quiet()).run()
+
+
 def test_bad_configs_are_user_errors(tiny, tmp_path):
     with pytest.raises(UserInputError, match="multiple of 8"):
         Trainer(_cfg(tiny, tmp_path, crop=(60, 64)))

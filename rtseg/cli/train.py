@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-iters", type=int, default=d.warmup_iters)
     p.add_argument("--scale", type=float, nargs=2, default=d.scale, metavar=("MIN", "MAX"))
     p.add_argument("--ohem-thresh", type=float, default=d.ohem_thresh)
+    p.add_argument("--class-weights", default=d.class_weights, metavar="MODE|W1,W2,...",
+                   help="loss weight per class: none (default), median-freq (SegNet's median frequency "
+                   "balancing, from the training labels), sqrt-median-freq (its square root: gentler), "
+                   "or one comma-separated number per class")
     p.add_argument("--aux-weight", type=float, default=d.aux_weight)
     p.add_argument("--detail-weight", type=float, default=d.detail_weight)
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
@@ -85,7 +89,7 @@ def _config(args: argparse.Namespace, argv: list[str]):
         crop=tuple(args.crop), input_size=tuple(args.input_size) if args.input_size else None,
         batch_size=args.batch_size, iters=args.iters, lr=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay, warmup_iters=args.warmup_iters, scale=tuple(args.scale),
-        ohem_thresh=args.ohem_thresh, aux_weight=args.aux_weight, detail_weight=args.detail_weight,
+        ohem_thresh=args.ohem_thresh, class_weights=args.class_weights, aux_weight=args.aux_weight, detail_weight=args.detail_weight,
         checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, log_every=args.log_every,
         workers=args.workers, threads=args.threads, device=args.device, amp=not args.no_amp,
         channels_last=not args.no_channels_last, seed=args.seed, init=args.init,

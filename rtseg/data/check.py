@@ -114,3 +114,19 @@ def check_dataset(ds: SegDataset) -> CheckReport:
     n = info.num_classes
     rep.class_pixels = [int(c) for c in counts[:n]] + [int(counts[n:].sum())]
     return rep
+
+
+def class_frequencies(ds: SegDataset, limit: int | None = None) -> tuple[list[int], list[int]]:
+    """Per class: its labelled pixels, and the labelled pixels of the images it appears in.
+
+    What median frequency balancing needs (``rtseg.train.losses.median_frequency_weights``).
+    Reads the labels of the first ``limit`` pairs (all when None), in train ids.
+    """
+    n = ds.info.num_classes
+    class_px = np.zeros(n, dtype=np.int64)
+    image_px = np.zeros(n, dtype=np.int64)
+    for i in range(len(ds) if limit is None else min(limit, len(ds))):
+        counts = np.bincount(ds.load_label(i).ravel(), minlength=256)[:n].astype(np.int64)
+        class_px += counts
+        image_px[counts > 0] += counts.sum()
+    return class_px.tolist(), image_px.tolist()

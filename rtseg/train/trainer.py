@@ -49,7 +49,7 @@ STATE_FORMAT = "rtseg-train-state"
 #: Config fields that change the maths of the run: a resume must not silently change them.
 _FIXED_ON_RESUME = ("model", "dataset_kind", "crop", "input_size", "batch_size", "lr", "momentum",
                     "weight_decay", "warmup_iters", "ohem_thresh", "aux_weight", "detail_weight",
-                    "scale", "seed", "init", "limit_train")
+                    "scale", "seed", "init", "limit_train", "class_weights")
 
 
 @dataclass
@@ -72,6 +72,9 @@ class TrainConfig:
     warmup_iters: int = 1000
     scale: tuple[float, float] = (0.5, 2.0)
     ohem_thresh: float = 0.7
+    # "none", "median-freq", "sqrt-median-freq" (computed from the training labels), or an
+    # explicit comma-separated list, one weight per class
+    class_weights: str = "none"
     aux_weight: float = 1.0
     detail_weight: float = 1.0
     checkpoint_every: int = 100
@@ -404,7 +407,8 @@ class Trainer:
         val_log = CsvLog(self.out / VAL_LOG, ["iteration", "miou", "pixel_accuracy"] + names, start)
         tb = self._tensorboard() if cfg.tensorboard else None
 
-        ohem = OhemCrossEntropy(info.ignore_index, cfg.ohem_thresh)
+        weights = self._class_weights(train_ds)
+        ohem = OhemCrossEntropy(info.ignore_index, cfg.ohem_thresh, class_weights=weights).to(device)
         detail_loss = DetailLoss(info.ignore_index)
         augment = TrainAugment(AugmentConfig(crop=cfg.crop, scale=cfg.scale, ignore_index=info.ignore_index))
         batches = IterationBatches(train_ds, augment, cfg.batch_size, cfg.seed, meta.mean, meta.std,
@@ -489,6 +493,26 @@ class Trainer:
         result.best_miou, result.best_iteration = best["miou"], best["iteration"]
         result.last_loss = result.losses[-1] if result.losses else None
         return result
+
+    def _class_weights(self, train_ds) -> list[float] | None:
+        """The per-class loss weights of ``cfg.class_weights`` (None for unweighted), logged."""
+        from rtseg.data.check import class_frequencies
+        from rtseg.train.losses import median_frequency_weights, parse_class_weights
+
+        spec, info = self.cfg.class_weights, train_ds.info
+        if spec == "none":
+            return None
+        try:
+            weights = parse_class_weights(spec, info.num_classes)
+            if weights is None:
+                class_px, image_px = class_frequencies(train_ds, self.cfg.limit_train)
+                weights = median_frequency_weights(class_px, image_px,
+                                                   power=0.5 if spec == "sqrt-median-freq" else 1.0)
+        except ValueError as e:
+            raise UserInputError(str(e)) from None
+        self._log("class weights (" + spec + "): "
+                  + ", ".join(f"{n} {w:.2f}" for n, w in zip(info.class_names, weights, strict=True)))
+        return weights
 
     @staticmethod
     def _losses(out: dict[str, torch.Tensor], y: torch.Tensor, ohem: OhemCrossEntropy,
