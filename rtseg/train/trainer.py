@@ -372,6 +372,8 @@ class Trainer:
                       f"have no partner and are skipped (rtseg-data-check lists them)")
         input_size = cfg.resolved_input_size()
         meta = dataset_meta(cfg.model, train_ds, input_size)
+        # Before the model is built or a resume state read: a bad spec fails at once.
+        weights = self._class_weights(train_ds)
 
         torch.manual_seed(cfg.seed)
         model = create_model(cfg.model, info.num_classes, aux=True)
@@ -407,7 +409,6 @@ class Trainer:
         val_log = CsvLog(self.out / VAL_LOG, ["iteration", "miou", "pixel_accuracy"] + names, start)
         tb = self._tensorboard() if cfg.tensorboard else None
 
-        weights = self._class_weights(train_ds)
         ohem = OhemCrossEntropy(info.ignore_index, cfg.ohem_thresh, class_weights=weights).to(device)
         detail_loss = DetailLoss(info.ignore_index)
         augment = TrainAugment(AugmentConfig(crop=cfg.crop, scale=cfg.scale, ignore_index=info.ignore_index))
