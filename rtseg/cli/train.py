@@ -5,6 +5,7 @@ Examples::
     rtseg-train --model stdc1 --data ../shared/datasets/camvid --out ~/.cache/rtseg/train/stdc1_camvid
     rtseg-train --out ~/.cache/rtseg/train/stdc1_camvid          # resumes where it stopped
     rtseg-train --export-best assets/stdc1_camvid.pt --out ~/.cache/rtseg/train/stdc1_camvid
+    rtseg-train --average runA/best.pt runB/best.pt --average-out soup.pt   # weight averaging
     rtseg-data-check --data ../shared/datasets/camvid --split train
 """
 
@@ -77,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-best", metavar="PATH",
                    help="do not train: write <out>/best.pt to PATH (FP16 weights unless --fp32) and exit")
     p.add_argument("--fp32", action="store_true", help="with --export-best: keep float32 weights")
+    p.add_argument("--average", nargs="+", metavar="CKPT",
+                   help="do not train: write the mean of these checkpoints' weights (runs fine-tuned from "
+                   "the same weights; the first must be an rtseg checkpoint) to --average-out and exit")
+    p.add_argument("--average-out", metavar="PATH", help="with --average: the file to write (float32)")
     return p
 
 
@@ -101,6 +106,13 @@ def _config(args: argparse.Namespace, argv: list[str]):
 def _body(args: argparse.Namespace, argv: list[str]) -> int:
     import os
 
+    if args.average:
+        from rtseg.train.average import average_checkpoints
+
+        if not args.average_out:
+            raise UserInputError("--average needs --average-out PATH (the file to write)")
+        print(average_checkpoints(args.average, args.average_out))
+        return 0
     if args.export_best:
         from rtseg.train.export import export_best, model_card
 
