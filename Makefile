@@ -41,7 +41,7 @@ test: venv
 	# process, also under gdb; there the OpenVINO f16/bf16 tests skip, so they are the suspects.
 	# Kept split until it is seen passing in one process on an FP16-capable CPU.
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q --ignore-glob='tests/test_gui_*' --ignore-glob='tests/test_train_*' $(PYTEST_ARGS)
-	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q tests/test_train_losses.py tests/test_train_trainer.py $(PYTEST_ARGS)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q tests/test_train_*.py $(PYTEST_ARGS)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q tests/test_gui_window.py tests/test_gui_parts.py tests/test_gui_cli.py $(PYTEST_ARGS)
 
 clean:
