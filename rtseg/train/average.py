@@ -44,14 +44,14 @@ def _weights(obj: dict[str, Any]) -> dict[str, torch.Tensor]:
     return obj["state_dict"] if obj["format"] == _CHECKPOINT_FORMAT else obj["model"]
 
 
-def average_checkpoints(sources: list[str | Path], dest: str | Path, *, fp16: bool = False) -> str:
+def average_checkpoints(sources: list[str | Path], dest: str | Path) -> str:
     """Write the mean of ``sources``' weights to ``dest`` as an rtseg checkpoint.
 
     ``sources[0]`` must be an rtseg checkpoint: its metadata (classes, palette,
     normalisation, input size) and ``aux`` flag go to ``dest``. The others may
     also be rtseg-train resume states (``last.pt``). Every file must hold the
-    same tensor names and shapes; floating-point tensors are averaged in
-    float32 (BatchNorm statistics included), integer ones (BatchNorm batch
+    same tensor names and shapes; floating-point tensors are averaged and
+    stored in float32 (BatchNorm statistics included), integer ones (BatchNorm batch
     counters) are taken from the first file. ``extra["averaged_from"]`` names
     each source with its sha256; the first file's lineage is kept. Written
     atomically. Returns a one-line summary.
@@ -77,8 +77,7 @@ def average_checkpoints(sources: list[str | Path], dest: str | Path, *, fp16: bo
     out: dict[str, torch.Tensor] = {}
     for k, v in first.items():
         if v.is_floating_point():
-            mean = torch.stack([_weights(o)[k].float() for o in objs]).mean(dim=0)
-            out[k] = mean.half() if fp16 else mean
+            out[k] = torch.stack([_weights(o)[k].float() for o in objs]).mean(dim=0)
         else:
             out[k] = v.clone()
     # The sources' scores and training command do not describe the mean; the
@@ -90,4 +89,4 @@ def average_checkpoints(sources: list[str | Path], dest: str | Path, *, fp16: bo
     dest = Path(dest)
     with atomic_path(dest) as tmp:
         torch.save(result, tmp)
-    return f"wrote {dest}: mean of {len(paths)} checkpoints ({'fp16' if fp16 else 'fp32'} weights)"
+    return f"wrote {dest}: mean of {len(paths)} checkpoints (fp32 weights)"
