@@ -148,7 +148,8 @@ def measure(checkpoint: Path, data: Path, limit: int | None, workdir: Path) -> d
             "mean_class_accuracy": m.mean_class_accuracy, "per_class_iou": m.per_class(),
             "miou_vs_fp32_onnx_points": 100 * (m.miou - base),
             "agreement_mean": float(np.mean(col.agree)), "agreement_worst": float(np.min(col.agree)),
-            "miou_vs_fp32_labels": p.miou, "nonfinite_logits": col.nonfinite,
+            "miou_vs_fp32_labels": p.miou, "per_class_iou_vs_fp32_labels": p.per_class(),
+            "nonfinite_logits": col.nonfinite,
         })
     return {"checkpoint": str(checkpoint), "input_size": list(size), "frames": n,
             "model": meta.model, "rows": rows}
