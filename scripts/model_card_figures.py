@@ -55,12 +55,6 @@ class Column:
     nonfinite: int | None = None
 
 
-def _labels(out: Any) -> tuple[np.ndarray, np.ndarray | None]:
-    if isinstance(out, tuple | list):
-        return np.asarray(out[0]), np.asarray(out[1]) if len(out) > 1 else None
-    return np.asarray(out), None
-
-
 def measure(checkpoint: Path, data: Path, limit: int | None, workdir: Path) -> dict[str, Any]:
     from rtseg.benchmark.parity import (
         count_nonfinite,
@@ -68,6 +62,7 @@ def measure(checkpoint: Path, data: Path, limit: int | None, workdir: Path) -> d
         fp16_emulation_runner,
         onnxruntime_runner,
         openvino_runner,
+        split_outputs,
     )
     from rtseg.core.errors import UserInputError
     from rtseg.data.augment import resize_for_model
@@ -124,9 +119,9 @@ def measure(checkpoint: Path, data: Path, limit: int | None, workdir: Path) -> d
         for i in range(n):
             frame = resize_for_model(val.load_image(i), size)[None]
             gt = val.load_label(i)
-            ref, _ = _labels(reference(frame))
+            ref, _ = split_outputs(reference(frame))
             for col in columns:
-                labels, logits = _labels(col.run(frame))
+                labels, logits = split_outputs(col.run(frame))
                 if col.nonfinite is not None and logits is not None:
                     col.nonfinite += count_nonfinite(logits)
                 col.gt.update(labels_to_size(labels[0], gt.shape), gt)

@@ -89,7 +89,8 @@ class ParityReport:
         return "\n".join(lines)
 
 
-def _split(out: Any) -> tuple[np.ndarray, np.ndarray | None]:
+def split_outputs(out: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """A runner's result as ``(labels, logits or None)``: runners return labels alone, or both."""
     if isinstance(out, tuple | list):
         labels = np.asarray(out[0])
         logits = np.asarray(out[1]) if len(out) > 1 else None
@@ -122,8 +123,8 @@ def parity_report(
     nonfinite = 0
     logits_checked = False
     for batch in batches:
-        ref_labels, _ = _split(reference(batch))
-        cand_labels, cand_logits = _split(candidate(batch))
+        ref_labels, _ = split_outputs(reference(batch))
+        cand_labels, cand_logits = split_outputs(candidate(batch))
         if ref_labels.shape != cand_labels.shape:
             raise ExportError(f"{candidate_name} returned labels of shape {cand_labels.shape}, "
                               f"{reference_name} {ref_labels.shape}; they must run the same input size")
