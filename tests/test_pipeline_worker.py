@@ -164,6 +164,26 @@ def test_realtime_mode_paces_to_the_file_fps(tmp_path: Path, factory: Callable[[
     assert last.t_capture - first.t_capture >= 0.9 * (last.index - first.index) / 20
 
 
+
+def test_a_file_waits_for_its_model_before_playing(tmp_path: Path, factory: Callable[[], Backend],
+                                                   rec: Recorder) -> None:
+    # A model that takes 0.5 s to load (OpenVINO compiles for seconds): a realtime
+    # file that started playing at once would drop its first ~12 frames unseen.
+    clip = write_video(tmp_path / "clip25.mp4", 20, fps=25.0)
+
+    def slow_loading() -> Backend:
+        time.sleep(0.5)
+        return factory()
+
+    with rec.pipeline() as p:
+        p.start(clip, slow_loading, mode="realtime")
+        rec.wait(lambda r: r.ends == 1)
+        snap = p.stats.snapshot()
+    assert rec.results[0].frame.index == 0
+    assert snap.captured == 20 and rec.results[-1].frame.index == 19
+    assert not rec.errors
+
+
 def test_image_folder_in_benchmark_mode(tmp_path: Path, factory: Callable[[], Backend],
                                         rec: Recorder) -> None:
     folder = tmp_path / "frames"

@@ -148,7 +148,8 @@ class CaptureThread(threading.Thread):
 
     def __init__(self, spec: str | int | Source, mailbox: Mailbox[Any], stats: PipelineStats,
                  callbacks: Callbacks, epochs: itertools.count[int], *, mode: str = "realtime",
-                 loop: bool = False, paused: bool = False, source_opts: dict[str, Any] | None = None) -> None:
+                 loop: bool = False, paused: bool = False, source_opts: dict[str, Any] | None = None,
+                 hold: threading.Event | None = None) -> None:
         super().__init__(name="rtseg-capture", daemon=True)
         self.spec = spec
         self.mailbox = mailbox
@@ -166,6 +167,10 @@ class CaptureThread(threading.Thread):
         self._paused = paused
         self._steps = 1 if paused else 0  # a paused start still shows its first frame
         self._seek_to: int | None = None
+        # A file, folder or synthetic source waits at its first frame until this
+        # event is set (the model loaded or failed), so the frames played while
+        # a model compiles are not dropped unseen. Live sources ignore it.
+        self._hold = hold
 
     # -- commands (controlling thread) -----------------------------------------------
     def request_stop(self) -> None:
@@ -183,6 +188,17 @@ class CaptureThread(threading.Thread):
         with self._cond:
             self._paused = True
             self._steps += 1
+            self._cond.notify_all()
+
+    def set_hold(self, hold: threading.Event | None) -> None:
+        """Controlling thread: replace the event playback waits for (None: play now)."""
+        with self._cond:
+            self._hold = hold
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        """Any thread: re-check the hold event (called after it is set)."""
+        with self._cond:
             self._cond.notify_all()
 
     def request_seek(self, index: int) -> None:
@@ -237,7 +253,8 @@ class CaptureThread(threading.Thread):
                         # a slider drag posts many seeks; only the latest is done
                         seek_to, self._seek_to = self._seek_to, None
                         break
-                    if ended or (self._paused and self._steps == 0 and not live):
+                    held = self._hold is not None and not self._hold.is_set()
+                    if ended or (not live and (held or (self._paused and self._steps == 0))):
                         self._cond.wait()
                         anchor = None  # the schedule restarts after any wait
                         continue
@@ -337,7 +354,8 @@ class InferenceThread(threading.Thread):
     """
 
     def __init__(self, factory: BackendFactory, mailbox: Mailbox[Any], stats: PipelineStats,
-                 callbacks: Callbacks, serials: itertools.count[int], smoothing_k: int = 0) -> None:
+                 callbacks: Callbacks, serials: itertools.count[int], smoothing_k: int = 0,
+                 on_loaded: Callable[[], None] | None = None) -> None:
         super().__init__(name="rtseg-inference", daemon=True)
         self.factory = factory
         self.mailbox = mailbox
@@ -346,6 +364,7 @@ class InferenceThread(threading.Thread):
         self.serials = serials
         self.smoothing_k = smoothing_k
         self.loaded = threading.Event()  # set once loading succeeded or failed
+        self._on_loaded = on_loaded  # called on this thread right after ``loaded`` is set
         self.finished = threading.Event()
         self.backend_info: BackendInfo | None = None
         self.meta: ModelMeta | None = None
@@ -366,7 +385,7 @@ class InferenceThread(threading.Thread):
         except Exception as exc:  # noqa: BLE001 - reported; the pipeline waits for switch_model
             self.cb.error(exc, "the model could not be loaded")
             self.cb.status("no model loaded: choose another model or backend")
-            self.loaded.set()
+            self._mark_loaded()
             self.finished.set()
             return
         try:
@@ -377,7 +396,7 @@ class InferenceThread(threading.Thread):
             self.input_shape = (n, h, w)
             self.meta = backend.meta
             self.backend_info = backend.info()
-            self.loaded.set()
+            self._mark_loaded()
             self.cb.status(f"model {self.meta.model} {w}x{h} on {self.backend_info.backend} "
                            f"{self.backend_info.device} ({self.backend_info.precision})")
             self._loop(backend, h, w)
@@ -385,12 +404,19 @@ class InferenceThread(threading.Thread):
             self.cb.error(exc, "inference failed")
             self.cb.status("inference stopped: choose another model or backend")
         finally:
-            self.loaded.set()
+            self._mark_loaded()
             try:
                 backend.deactivate()
             except Exception as exc:  # noqa: BLE001
                 self.cb.error(exc, "releasing the backend failed")
             self.finished.set()
+
+    def _mark_loaded(self) -> None:
+        if self.loaded.is_set():
+            return
+        self.loaded.set()
+        if self._on_loaded is not None:
+            self._on_loaded()
 
     def _loop(self, backend: Backend, h: int, w: int) -> None:
         meta = self.meta
@@ -488,6 +514,10 @@ class Pipeline:
               mode: str = "realtime", loop: bool = False, smoothing: int = 0, paused: bool = False,
               **source_opts: Any) -> None:
         """Open ``source`` and load the model, each on its own thread; returns at once.
+
+        A file, folder or synthetic source waits at its first frame until the
+        model has loaded (or failed), so no frame is dropped while it compiles;
+        a camera or stream is read at once.
 
         ``source``: anything ``open_source`` takes, or an open ``Source`` (the
         pipeline then owns it and closes it). ``backend_factory``: a
@@ -589,6 +619,9 @@ class Pipeline:
             raise UserInputError("backend_factory must be a callable that returns a Backend")
         ok = self._stop_thread(self._inference)
         self.stats.reset()
+        if self._capture is not None:
+            # the source keeps playing while the new model loads (unlike start())
+            self._capture.set_hold(None)
         self._start_inference(backend_factory)
         return ok
 
@@ -642,15 +675,25 @@ class Pipeline:
 
     # -- internals ---------------------------------------------------------------------------
     def _start_capture(self, source: str | int | Source, source_opts: dict[str, Any]) -> None:
+        # A file waits at its first frame until the model is loaded (see CaptureThread).
+        hold = self._inference.loaded if self._inference is not None else None
         self._capture = CaptureThread(source, self.mailbox, self.stats, self.callbacks, self._epochs,
                                       mode=self._mode, loop=self._loop, paused=self._paused,
-                                      source_opts=source_opts)
+                                      source_opts=source_opts, hold=hold)
         self._capture.start()
 
     def _start_inference(self, factory: BackendFactory) -> None:
         self._inference = InferenceThread(factory, self.mailbox, self.stats, self.callbacks,
-                                          self._serials, self._smoothing)
+                                          self._serials, self._smoothing, on_loaded=self._wake_capture)
         self._inference.start()
+
+    def _wake_capture(self) -> None:
+        # Inference thread, right after the model loaded or failed: a capture
+        # holding at its first frame re-checks its hold event. A capture started
+        # after this call sees the event already set and does not wait.
+        cap = self._capture
+        if cap is not None:
+            cap.wake()
 
     def _stop_thread(self, t: CaptureThread | InferenceThread | None) -> bool:
         if t is None:
