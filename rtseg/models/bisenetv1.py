@@ -29,10 +29,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from rtseg.core.datasets_meta import COINCHEUNG_CITYSCAPES_MEAN, COINCHEUNG_CITYSCAPES_STD
+from rtseg.core.errors import CheckpointError
 from rtseg.models.base import SegModel
 from rtseg.models.layers import AttentionRefinement, ConvBNReLU, resize_to
 from rtseg.models.registry import register_model
-from rtseg.models.release import Converted, ReleaseFormat, convert_classifier_layout
+from rtseg.models.release import (
+    Converted,
+    ReleaseFormat,
+    conform_state_dict,
+    convert_classifier_layout,
+    model_layout,
+)
 
 
 class BasicBlock(nn.Module):
@@ -79,6 +86,24 @@ class ResNet18(nn.Module):
     @staticmethod
     def _stage(in_ch: int, out_ch: int, stride: int) -> nn.Sequential:
         return nn.Sequential(BasicBlock(in_ch, out_ch, stride), BasicBlock(out_ch, out_ch, 1))
+
+    def convert_imagenet(self, sd: Mapping[str, torch.Tensor],
+                         ) -> tuple[str, dict[str, torch.Tensor], dict[str, list[str]]]:
+        """Map torchvision's ResNet-18 ImageNet file (``resnet18-*.pth``) onto this trunk:
+        the key names are torchvision's, so only the classifier ``fc.*`` is dropped."""
+        layout = "torchvision ResNet-18 ImageNet file"
+        if "conv1.weight" not in sd or "layer1.0.conv1.weight" not in sd:
+            raise CheckpointError(f"not a torchvision ResNet ImageNet file (first keys: {', '.join(list(sd)[:2])}); "
+                                  f"bisenetv1 takes torchvision's resnet18-*.pth")
+        if "layer1.0.conv3.weight" in sd or "layer1.2.conv1.weight" in sd:
+            raise CheckpointError("this ImageNet file is a deeper ResNet (ResNet-34/50/...), not ResNet-18; "
+                                  "pass torchvision's resnet18-*.pth")
+        fc = [k for k in sd if k.startswith("fc.")]
+        kept = {k: v for k, v in sd.items() if not k.startswith("fc.")}
+        state_dict, dropped = conform_state_dict(kept, model_layout(self), layout=layout)
+        if fc:
+            dropped["ImageNet classifier of ResNet-18 (unused for segmentation)"] = fc
+        return layout, state_dict, dropped
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = self.maxpool(F.relu(self.bn1(self.conv1(x)), inplace=True))
@@ -175,6 +200,10 @@ class BiSeNetV1(SegModel):
     @property
     def train_outputs(self) -> tuple[str, ...]:
         return ("aux16", "aux32") if self.aux else ()
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.cp.resnet
 
     def _init_weights(self) -> None:
         for m in self.modules():

@@ -195,6 +195,18 @@ def _strip_prefix(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor],
     return sd, None
 
 
+def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str | None, str | None]:
+    """(state_dict, wrapper key, stripped prefix) of a weights file, read safely.
+
+    For files that are not rtseg checkpoints (ImageNet backbones, release files):
+    the same ``weights_only`` read, unwrapping and ``module.`` stripping as ``load_model``.
+    """
+    path = Path(path)
+    sd, wrapper = _unwrap(_read(path), path.name)
+    sd, prefix = _strip_prefix(sd)
+    return sd, wrapper, prefix
+
+
 def release_formats() -> list[ReleaseFormat]:
     """Every known release layout: from ``FAMILY_MODULES`` and any registered family module."""
     modules: list[str] = []

@@ -47,6 +47,10 @@ from rtseg.models.release import Converted, ReleaseFormat, conform_state_dict, m
 
 #: Blocks per stage of the two published backbones.
 STDC_LAYERS = {"stdc1": (2, 2, 2), "stdc2": (4, 5, 3)}
+#: The published ImageNet backbone of each variant.
+_IMAGENET_NAMES = {"stdc1": "STDCNet813", "stdc2": "STDCNet1446"}
+#: ``x8.0.3.conv_list...`` is ``features.3.conv_list...`` in the ImageNet files (see _ALIAS below).
+_IMAGENET_ALIAS = re.compile(r"^x(?:2|4|8|16|32)\.0\.(\d+)\.(.+)$")
 
 
 class STDCBlock(nn.Module):
@@ -96,6 +100,7 @@ class STDCNet(nn.Module):
 
     def __init__(self, layers: tuple[int, int, int], base: int = 64) -> None:
         super().__init__()
+        self._variant = next((v for v, ls in STDC_LAYERS.items() if ls == tuple(layers)), "custom")
         blocks: list[nn.Module] = [
             ConvBNReLU(3, base // 2, 3, 2),
             ConvBNReLU(base // 2, base, 3, 2),
@@ -111,6 +116,51 @@ class STDCNet(nn.Module):
             self._stage_ends.append(len(blocks))
         self.features = nn.Sequential(*blocks)
         self.out_channels = (3, base // 2, base, base * 4, base * 8, base * 16)
+
+    def convert_imagenet(self, sd: Mapping[str, torch.Tensor],
+                         ) -> tuple[str, dict[str, torch.Tensor], dict[str, list[str]]]:
+        """Map the official STDCNet ImageNet file (``STDCNet813M_73.91.tar`` /
+        ``STDCNet1446_76.47.tar``, its ``state_dict``) onto this backbone's keys.
+
+        The ``x2 ... x32`` aliases (the same tensors stored twice) and the ImageNet
+        classifier are dropped and reported; every ``features`` key must match.
+        """
+        name = _IMAGENET_NAMES.get(self._variant, "STDCNet")
+        layout = f"official {name} ImageNet file"
+        if "features.0.conv.weight" not in sd:
+            raise CheckpointError(f"not an STDCNet ImageNet file (no features.0.conv.weight; first keys: "
+                                  f"{', '.join(list(sd)[:2])}); {self._variant} takes {name}'s ImageNet file")
+        last = max((int(k.split(".")[1]) for k in sd if k.startswith("features.") and k.split(".")[1].isdigit()),
+                   default=-1)
+        if last != len(self.features) - 1:
+            other = next((n for v, n in _IMAGENET_NAMES.items()
+                          if 1 + sum(STDC_LAYERS[v]) == last), f"a backbone with {last + 1} layers")
+            raise CheckpointError(f"this ImageNet file is {other}, not {name}; pass the file of {name} "
+                                  f"(or train the model that matches the file)")
+        kept: dict[str, torch.Tensor] = {}
+        aliases: list[str] = []
+        classifier: list[str] = []
+        for k, v in sd.items():
+            m = _IMAGENET_ALIAS.match(k)
+            if m:
+                canonical = f"features.{m.group(1)}.{m.group(2)}"
+                other = sd.get(canonical)
+                if other is not None and (other.shape != v.shape or not torch.equal(v, other)):
+                    raise CheckpointError(f"{layout}: {k} differs from {canonical}, which it should duplicate; "
+                                          f"the file is damaged or was edited")
+                if other is None:
+                    kept.setdefault(canonical, v)
+                aliases.append(k)
+            elif k.startswith(("conv_last.", "fc.", "bn.", "linear.")):
+                classifier.append(k)
+            else:
+                kept[k] = v
+        state_dict, dropped = conform_state_dict(kept, model_layout(self), layout=layout)
+        if aliases:
+            dropped[REASON_ALIAS] = aliases
+        if classifier:
+            dropped[REASON_IMAGENET] = classifier
+        return layout, state_dict, dropped
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         feats = []
@@ -128,16 +178,18 @@ class STDCNet(nn.Module):
 
 
 class ContextPath(nn.Module):
-    """STDCNet + attention refinement + global context, as in BiSeNet.
+    """Encoder (STDCNet or a pretrained one) + attention refinement + global context, as in BiSeNet.
 
     Returns (feat2, feat4, feat8, feat16, cp8, cp16): the backbone's 1/2 ... 1/16
     maps, the context features refined to 1/8 (``cp8``, 128 ch) and to 1/16
     (``cp16``, 128 ch).
     """
 
-    def __init__(self, layers: tuple[int, int, int]) -> None:
+    def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
-        self.backbone = STDCNet(layers)
+        # Any encoder whose forward returns the 1/2 ... 1/32 features and whose
+        # ``out_channels`` lists their channels after the input's (STDCNet, EfficientNet-Lite).
+        self.backbone = backbone
         c16, c32 = self.backbone.out_channels[4], self.backbone.out_channels[5]
         self.arm16 = AttentionRefinement(c16, 128)
         self.arm32 = AttentionRefinement(c32, 128)
@@ -200,25 +252,31 @@ class STDCSeg(SegModel):
     No forward ever runs them.
     """
 
-    def __init__(self, name: str, layers: tuple[int, int, int], num_classes: int, aux: bool = False) -> None:
+    def __init__(self, name: str, backbone: nn.Module, num_classes: int, aux: bool = False, *,
+                 release_heads: bool = True) -> None:
         super().__init__(num_classes, aux)
         self.name = name
-        self.cp = ContextPath(layers)
-        ch = self.cp.backbone.out_channels
+        self.cp = ContextPath(backbone)
+        ch = backbone.out_channels
         self.ffm = FeatureFusion(ch[3] + 128, 256)
         self.conv_out = SegHead(256, 256, num_classes)
         if aux:
             self.conv_out16 = SegHead(128, 64, num_classes)
             self.conv_out32 = SegHead(128, 64, num_classes)
-            self.conv_out_sp16 = SegHead(ch[4], 64, 1)
             self.conv_out_sp8 = SegHead(ch[3], 64, 1)
-            self.conv_out_sp4 = SegHead(ch[2], 64, 1)
-            self.conv_out_sp2 = SegHead(ch[1], 64, 1)
+            if release_heads:  # only so the official release files load strictly (see above)
+                self.conv_out_sp16 = SegHead(ch[4], 64, 1)
+                self.conv_out_sp4 = SegHead(ch[2], 64, 1)
+                self.conv_out_sp2 = SegHead(ch[1], 64, 1)
         self._init_weights()
 
     @property
     def train_outputs(self) -> tuple[str, ...]:
         return ("aux16", "aux32", "detail8") if self.aux else ()
+
+    @property
+    def encoder(self) -> nn.Module:
+        return self.cp.backbone
 
     def _init_weights(self) -> None:
         for m in self.modules():
@@ -247,14 +305,54 @@ class STDCSeg(SegModel):
                 summary="STDC1-Seg: STDCNet813 backbone, detail-guided BiSeNet (Fan et al., CVPR 2021)")
 def stdc1(num_classes: int = 19, aux: bool = False) -> STDCSeg:
     """Build STDC1-Seg with random weights (``aux`` adds the training-only heads)."""
-    return STDCSeg("stdc1", STDC_LAYERS["stdc1"], num_classes, aux)
+    return STDCSeg("stdc1", STDCNet(STDC_LAYERS["stdc1"]), num_classes, aux)
 
 
 @register_model("stdc2", family="STDC",
                 summary="STDC2-Seg: STDCNet1446 backbone, detail-guided BiSeNet (Fan et al., CVPR 2021)")
 def stdc2(num_classes: int = 19, aux: bool = False) -> STDCSeg:
     """Build STDC2-Seg with random weights (``aux`` adds the training-only heads)."""
-    return STDCSeg("stdc2", STDC_LAYERS["stdc2"], num_classes, aux)
+    return STDCSeg("stdc2", STDCNet(STDC_LAYERS["stdc2"]), num_classes, aux)
+
+
+def _stdc_efflite(name: str, variant: str, num_classes: int, aux: bool) -> STDCSeg:
+    from rtseg.models.efficientnet_lite import LITE_MEAN, LITE_STD, EfficientNetLite
+
+    model = STDCSeg(name, EfficientNetLite(variant), num_classes, aux, release_heads=False)
+    # The TF-trained Lite weights expect (x - 127) / 128; the encoder keeps its ImageNet
+    # initialisation, which _init_weights above would have overwritten.
+    model.input_mean, model.input_std = LITE_MEAN, LITE_STD
+    model.cp.backbone.apply(_reset_encoder_init)
+    return model
+
+
+def _reset_encoder_init(m: nn.Module) -> None:
+    # PyTorch's default initialisation for the encoder: it is meant to be replaced by
+    # ImageNet weights, and BatchNorm keeps the TF epsilon/momentum set by the encoder.
+    if isinstance(m, nn.Conv2d | nn.BatchNorm2d):
+        m.reset_parameters()
+
+
+_EFFLITE_SUMMARY = ("STDC-Seg head (context path with ARM + global context, FFM, detail guidance) on an "
+                    "ImageNet EfficientNet-{} encoder")
+
+
+@register_model("stdc_efflite0", family="STDC", summary=_EFFLITE_SUMMARY.format("Lite0"))
+def stdc_efflite0(num_classes: int = 19, aux: bool = False) -> STDCSeg:
+    """STDC-Seg's head on EfficientNet-Lite0 (random weights; train with --backbone-weights imagenet)."""
+    return _stdc_efflite("stdc_efflite0", "lite0", num_classes, aux)
+
+
+@register_model("stdc_efflite1", family="STDC", summary=_EFFLITE_SUMMARY.format("Lite1"))
+def stdc_efflite1(num_classes: int = 19, aux: bool = False) -> STDCSeg:
+    """STDC-Seg's head on EfficientNet-Lite1 (random weights; train with --backbone-weights imagenet)."""
+    return _stdc_efflite("stdc_efflite1", "lite1", num_classes, aux)
+
+
+@register_model("stdc_efflite2", family="STDC", summary=_EFFLITE_SUMMARY.format("Lite2"))
+def stdc_efflite2(num_classes: int = 19, aux: bool = False) -> STDCSeg:
+    """STDC-Seg's head on EfficientNet-Lite2 (random weights; train with --backbone-weights imagenet)."""
+    return _stdc_efflite("stdc_efflite2", "lite2", num_classes, aux)
 
 
 # --- official release layout ------------------------------------------------------
@@ -324,7 +422,7 @@ def _make_format(model: str, label: str) -> ReleaseFormat:
                 f"({', '.join(present)}; missing {', '.join(missing)}); keep all or none")
         aux = bool(present)
         with torch.device("meta"):  # key/shape layout only: nothing is allocated
-            expected = model_layout(STDCSeg(model, layers, num_classes, aux))
+            expected = model_layout(STDCSeg(model, STDCNet(layers), num_classes, aux))
         state_dict, dropped = conform_state_dict(kept, expected, layout=layout)
         if aliases:
             dropped[REASON_ALIAS] = aliases
