@@ -280,21 +280,73 @@ def detect_kind(root: str | Path) -> str:
     return "camvid"
 
 
+#: Named CamVid splits of the held-out-sequence protocol. CamVid's ``val`` frames are
+#: sequence 0016E5, whose other frames are in ``train``, so a score on ``val`` is not a
+#: score on unseen footage. The protocol trains on the train and val frames of 0001TP and
+#: 0016E5 and validates on 0006R0 (a sequence of ``train`` only), which it never trains on.
+CAMVID_NAMED_SPLITS = {
+    "trainval": "train+val",
+    "heldout-train": "train+val@0001TP,0016E5",
+    "heldout-val": "train+val@0006R0",
+}
+
+
+def parse_split(spec: str) -> tuple[list[str], list[str] | None]:
+    """``SPLIT[+SPLIT...][@SEQ,SEQ...]`` -> (split folders, sequence prefixes or None).
+
+    ``train+val`` joins folders; ``@0006R0`` keeps the frames whose file name starts with
+    one of the sequence prefixes (CamVid names frames ``<sequence>_<frame>``).
+    """
+    text = spec.strip()
+    folders_part, _, seq_part = text.partition("@")
+    folders = [f for f in folders_part.split("+") if f]
+    seqs = [q for q in seq_part.split(",") if q] if seq_part else None
+    if not folders or (seq_part and not seqs) or any(not f.replace("-", "").replace("_", "").isalnum()
+                                                     for f in folders):
+        raise UserInputError(f"bad split {spec!r}: write SPLIT, SPLIT+SPLIT, or SPLIT+SPLIT@SEQ,SEQ "
+                             f"(e.g. train+val@0001TP,0016E5)")
+    return folders, seqs
+
+
 def open_dataset(root: str | Path, split: str = "train", kind: str = "auto") -> SegDataset:
-    """Open a dataset split; ``kind`` is one of ``DATASET_KINDS`` (``auto`` detects it)."""
+    """Open a dataset split; ``kind`` is one of ``DATASET_KINDS`` (``auto`` detects it).
+
+    ``split`` is a folder name (``train``), several joined with ``+`` (``train+val``),
+    optionally restricted to sequences by file-name prefix (``train+val@0006R0``), or,
+    for CamVid, a name of ``CAMVID_NAMED_SPLITS`` (``heldout-train`` / ``heldout-val``).
+    """
     root = Path(root)
     if not root.exists():
         raise UserInputError(f"dataset folder {root} does not exist; pass the right path with --data")
     if kind == "auto":
         kind = detect_kind(root)
-    if kind == "camvid":
-        ds = load_camvid(root, split)
-    elif kind == "cityscapes":
-        ds = load_cityscapes(root, split)
-    elif kind == "folder":
-        ds = load_folder(root, split)
-    else:
+    if kind not in ("camvid", "cityscapes", "folder"):
         raise UserInputError(f"unknown dataset kind {kind!r}; choose one of: {', '.join(DATASET_KINDS)}")
+    named = split
+    if kind == "camvid":
+        split = CAMVID_NAMED_SPLITS.get(split, split)
+    folders, seqs = parse_split(split)
+    parts = []
+    for folder in folders:
+        if kind == "camvid":
+            parts.append(load_camvid(root, folder))
+        elif kind == "cityscapes":
+            parts.append(load_cityscapes(root, folder))
+        else:
+            parts.append(load_folder(root, folder))
+    ds = parts[0]
+    if len(parts) > 1 or seqs is not None:
+        pairs = [pair for part in parts for pair in part.pairs]
+        if seqs is not None:
+            pairs = [pair for pair in pairs if pair[0].stem.startswith(tuple(seqs))]
+            if not pairs:
+                raise UserInputError(f"split {named!r} selects no frames: no file name in "
+                                     f"{'+'.join(folders)} starts with {' or '.join(seqs)}")
+        ds = SegDataset(ds.info, ds.root, named, pairs, ds.raw_lut, ds.raw_valid,
+                        [p for part in parts for p in part.orphan_images],
+                        [p for part in parts for p in part.orphan_labels])
+    else:
+        ds.split = named
     return ds
 
 
