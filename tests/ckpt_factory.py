@@ -115,3 +115,38 @@ def write(path: Path, obj: object) -> Path:
 def write_release(path: Path, layout: str, *, seed: int = 0) -> Path:
     """A synthetic release file: raw state_dict like the published ``.pth`` files."""
     return write(path, release_state_dict(layout, seed))
+
+
+#: ImageNet backbone files (``--backbone-weights``): layout -> (key list, registry name of
+#: the model whose encoder takes it, how the file wraps its state_dict).
+IMAGENET_LAYOUTS = {
+    "stdcnet813": ("stdcnet813_imagenet.txt", "stdc1", "state_dict"),
+    "stdcnet1446": ("stdcnet1446_imagenet.txt", "stdc2", "state_dict"),
+    "resnet18": ("torchvision_resnet18_imagenet.txt", "bisenetv1", None),
+}
+_IMAGENET_ALIAS = re.compile(r"^x(?:2|4|8|16|32)\.0\.(\d+)\.(.+)$")
+
+
+def imagenet_state_dict(layout: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Every key of an ImageNet backbone key list with its shape; STDC's ``x2 ... x32``
+    aliases share storage with their ``features`` twins as in the real files."""
+    g = torch.Generator().manual_seed(seed)
+    keys = []
+    for line in (KEYS_DIR / IMAGENET_LAYOUTS[layout][0]).read_text().splitlines():
+        if line.strip():
+            key, shape = line.strip().split(" ", 1)
+            keys.append((key, tuple(int(v) for v in re.findall(r"\d+", shape))))
+    sd = {k: _value(k, s, g) for k, s in keys if not _IMAGENET_ALIAS.match(k)}
+    out: dict[str, torch.Tensor] = {}
+    for key, _shape in keys:
+        m = _IMAGENET_ALIAS.match(key)
+        out[key] = sd[f"features.{m.group(1)}.{m.group(2)}"] if m else sd[key]
+    return out
+
+
+def write_imagenet(path: Path, layout: str, *, seed: int = 0) -> Path:
+    """A synthetic ImageNet backbone file wrapped as the real one is (STDC: ``{"state_dict": ...}``
+    in a ``.tar`` written by torch.save; torchvision: a raw state_dict)."""
+    sd = imagenet_state_dict(layout, seed)
+    wrap = IMAGENET_LAYOUTS[layout][2]
+    return write(path, {wrap: sd, "epoch": 300} if wrap else sd)

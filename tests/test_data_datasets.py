@@ -155,3 +155,53 @@ def test_real_camvid_if_present():
     assert len(ds) == 101 and ds.info.num_classes == 11
     img, lab = ds.load(0)
     assert img.shape == (360, 480, 3) and lab.shape == (360, 480)
+
+
+def _camvid_with_sequences(root: Path) -> Path:
+    """A CamVid-layout folder whose file names carry sequence prefixes, as the real one's do."""
+    write_synthetic_dataset(root, splits={"train": 6, "val": 3}, num_classes=11, ignore_index=11,
+                            layout="camvid", image_ext=".jpg")
+    names = {"train": ["0001TP_000030", "0001TP_000060", "0006R0_000030", "0006R0_000060", "0016E5_000030",
+                       "0016E5_000060"],
+             "val": ["0016E5_000090", "0016E5_000120", "0016E5_000150"]}
+    for split, stems in names.items():
+        for sub, ext in (("images", ".jpg"), ("labels", ".png")):
+            files = sorted((root / split / sub).iterdir())
+            for f, stem in zip(files, stems, strict=True):
+                f.rename(f.with_name(stem + ext))
+    return root
+
+
+def test_sequence_splits_select_exactly_the_named_sequences(tmp_path):
+    root = _camvid_with_sequences(tmp_path / "cv")
+    stems = lambda ds: sorted(p[0].stem for p in ds.pairs)  # noqa: E731
+    held_train = open_dataset(root, "heldout-train")
+    held_val = open_dataset(root, "heldout-val")
+    assert stems(held_train) == ["0001TP_000030", "0001TP_000060", "0016E5_000030", "0016E5_000060",
+                                 "0016E5_000090", "0016E5_000120", "0016E5_000150"]
+    assert stems(held_val) == ["0006R0_000030", "0006R0_000060"]
+    assert not set(stems(held_train)) & set(stems(held_val))
+    assert held_train.split == "heldout-train"
+    assert len(open_dataset(root, "trainval")) == 9
+    assert stems(open_dataset(root, "train@0001TP,0006R0")) == stems(open_dataset(root, "train"))[:4]
+    img, lab = held_val.load(1)
+    assert img.shape[:2] == lab.shape
+
+
+@pytest.mark.parametrize(("spec", "match"), [("train@XXXX", "selects no frames"), ("train+", "bad split"),
+                                             ("@0001TP", "bad split"), ("train@", "bad split")])
+def test_bad_split_specs_are_one_line_errors(tmp_path, spec, match):
+    root = _camvid_with_sequences(tmp_path / "cv")
+    with pytest.raises(UserInputError, match=match) as err:
+        open_dataset(root, spec)
+    assert "\n" not in str(err.value)
+
+
+def test_real_camvid_heldout_protocol_if_present():
+    root = (REPO / DEFAULT_CAMVID_ROOT).resolve()
+    if not root.is_dir():
+        pytest.skip(f"CamVid not found at {root}")
+    train, val = open_dataset(root, "heldout-train"), open_dataset(root, "heldout-val")
+    assert (len(train), len(val)) == (367, 101)
+    assert {p[0].stem[:6] for p in train.pairs} == {"0001TP", "0016E5"}
+    assert {p[0].stem[:6] for p in val.pairs} == {"0006R0"}

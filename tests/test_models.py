@@ -278,6 +278,16 @@ class TestSTDC2(_STDCTester):
     key_list = "stdc2_seg.txt"
 
 
+class TestSTDCEffLite0(ModelTester):
+    model_name = "stdc_efflite0"
+    # Measured 4,498,432 (19 classes, no aux): EfficientNet-Lite0 without its ImageNet head
+    # 2,958,848 plus the STDC head (ARMs, global context, FFM, classifier).
+    param_range = _within(4_498_432)
+
+    def test_encoder_exposes_out_channels(self, model: SegModel) -> None:
+        assert model.encoder is not None and tuple(model.encoder.out_channels) == (3, 16, 24, 40, 112, 320)
+
+
 # --- registry ------------------------------------------------------------------------
 
 

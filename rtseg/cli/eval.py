@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads of the backend")
     p.add_argument("--input-size", type=_size, metavar="HxW",
                    help="torch backend only: input size (default: the checkpoint's)")
+    p.add_argument("--tta", choices=["none", "flip"], default="none",
+                   help="test-time augmentation for checkpoints (torch backend): flip averages the logits of "
+                        "each frame and its mirror. An ONNX file holds its own (rtseg-export --tta flip)")
     p.add_argument("--data", default=DEFAULT_CAMVID_ROOT, help="dataset root (default %(default)s)")
     p.add_argument("--dataset-kind", default="auto", choices=DATASET_KINDS)
     p.add_argument("--split", default="val", help="split to evaluate (default %(default)s)")
@@ -67,7 +70,7 @@ def default_backend(artifact: str) -> str:
 
 
 def _make(kind: str, artifact: str, precision: str | None, threads: int | None,
-          input_size: tuple[int, int] | None):
+          input_size: tuple[int, int] | None, tta: str = "none"):
     from rtseg.core.errors import UserInputError
     from rtseg.runtime.factory import canonical_kind, create_backend
 
@@ -77,6 +80,11 @@ def _make(kind: str, artifact: str, precision: str | None, threads: int | None,
     kwargs = {}
     if k.startswith("torch") and input_size is not None:
         kwargs["input_size"] = input_size
+    if tta != "none":
+        if k != "torch":
+            raise UserInputError(f"--tta {tta} runs on the torch backend from a checkpoint; for {k}, export the "
+                                 f"augmentation into the graph (rtseg-export --tta {tta}) and evaluate that file")
+        kwargs["tta"] = tta
     return create_backend(k, artifact, precision=precision, threads=threads, **kwargs)
 
 
@@ -103,13 +111,14 @@ def _body(args: argparse.Namespace) -> int:
         raise UserInputError(f"baseline {args.baseline} does not exist; check the path")
     ds = require_nonempty(open_dataset(args.data, args.split, args.dataset_kind))
     kind_a = args.backend or default_backend(args.artifact)
-    be_a = _make(kind_a, args.artifact, args.precision, args.threads, args.input_size)
+    be_a = _make(kind_a, args.artifact, args.precision, args.threads, args.input_size, args.tta)
     result: dict
     with be_a:
         info_a = be_a.info()
+        tta = be_a.meta.extra.get("tta", "none")
         header = (f"{args.artifact} on {ds.info.name} {args.split} ({min(len(ds), args.limit or len(ds))} frames) "
                   f"via {info_a.backend} {info_a.precision} on {info_a.device}, input "
-                  f"{be_a.input_shape[1]}x{be_a.input_shape[2]}")
+                  f"{be_a.input_shape[1]}x{be_a.input_shape[2]}" + ("" if tta == "none" else f", TTA {tta}"))
         if args.parity_with:
             art_b = args.parity_artifact or args.artifact
             be_b = _make(args.parity_with, art_b, args.parity_precision, args.threads, args.input_size)
@@ -127,7 +136,7 @@ def _body(args: argparse.Namespace) -> int:
             metrics = evaluate_backend(be_a, ds, limit=args.limit, progress=_progress)
             print(header)
             print(metrics.format_table())
-            result = {"artifact": args.artifact, "backend": info_a.backend, "precision": info_a.precision,
+            result = {"artifact": args.artifact, "backend": info_a.backend, "precision": info_a.precision, "tta": tta,
                       "device": info_a.device, "dataset": ds.info.name, "split": args.split,
                       "frames": min(len(ds), args.limit or len(ds)), "seconds": time.perf_counter() - t0,
                       **metrics.to_dict()}

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="engine: rebuild when a cached engine was built for another TensorRT or GPU")
     p.add_argument("--output", "-o", help="onnx: output path (default engines/<model>_<H>x<W>_b<N>[_fp16].onnx)")
     p.add_argument("--out-dir", default="engines", help="engine: output folder (default engines/)")
+    p.add_argument("--tta", choices=["none", "flip"], default="none",
+                   help="onnx fp32: test-time augmentation inside the graph; flip averages the logits of the "
+                        "frames and their mirror (more accurate, twice the compute: for offline use)")
     p.add_argument("--logits", action="store_true", help="onnx: also output float logits (for parity tools)")
     p.add_argument("--no-verify", action="store_true", help="onnx: skip the ONNX Runtime vs PyTorch check")
     p.add_argument("--list-models", action="store_true", help="list the zoo's models and exit")
@@ -78,7 +81,8 @@ def _export_fp32_onnx(args: argparse.Namespace, size, batch: int | None, out: Pa
         print(("exported " if fresh else "reusing ") + f"FP32 deploy ONNX {path}")
         return path, loaded.meta
     res = export_onnx(loaded.model, loaded.meta, input_size=size, path=out, batch=batch or 1,
-                      with_logits=args.logits, verify=not args.no_verify, dynamic_batch=batch is None)
+                      with_logits=args.logits, verify=not args.no_verify, dynamic_batch=batch is None,
+                      tta=args.tta)
     print(f"wrote {res.path} ({res.path.stat().st_size / 1e6:.1f} MB, sha256 {res.sha256[:12]})")
     print(f"  graph: frames uint8 {list(res.input_shape)} BGR -> labels uint8 {list(res.input_shape[:3])}; "
           f"{loaded.meta.num_classes} classes, opset 17")
@@ -105,6 +109,9 @@ def _run(args: argparse.Namespace) -> int:
                              "to calibrate on")
     if args.calib_source and not Path(args.calib_source).exists():
         raise UserInputError(f"--calib-source {args.calib_source} does not exist")
+    if args.tta != "none" and (args.format != "onnx" or (args.precision or "fp32") != "fp32"):
+        raise UserInputError("--tta is for FP32 ONNX exports (offline use); drop --tta for engines and "
+                             "reduced-precision artifacts")
     if args.format == "engine":
         return _engine(args, size)
     if args.batch_range:
@@ -116,7 +123,8 @@ def _run(args: argparse.Namespace) -> int:
     if precision == "fp32":
         if out is None:
             name = args.model or Path(args.weights).stem
-            out = Path("engines") / f"{name}_{size[0]}x{size[1]}_b{args.batch or 1}.onnx" if size else None
+            tag = "" if args.tta == "none" else f"_tta{args.tta}"
+            out = Path("engines") / f"{name}_{size[0]}x{size[1]}_b{args.batch or 1}{tag}.onnx" if size else None
         _export_fp32_onnx(args, size, args.batch or 1, out)
         return 0
     # fp16 / int8 ONNX: file in (the FP32 export), file out.

@@ -299,10 +299,10 @@ def parse_split(spec: str) -> tuple[list[str], list[str] | None]:
     """
     text = spec.strip()
     folders_part, _, seq_part = text.partition("@")
-    folders = [f for f in folders_part.split("+") if f]
-    seqs = [q for q in seq_part.split(",") if q] if seq_part else None
-    if not folders or (seq_part and not seqs) or any(not f.replace("-", "").replace("_", "").isalnum()
-                                                     for f in folders):
+    folders = folders_part.split("+")
+    seqs = seq_part.split(",") if seq_part else None
+    if (not all(folders) or (seqs is not None and not all(seqs)) or (text.endswith("@"))
+            or any(not f.replace("-", "").replace("_", "").isalnum() for f in folders)):
         raise UserInputError(f"bad split {spec!r}: write SPLIT, SPLIT+SPLIT, or SPLIT+SPLIT@SEQ,SEQ "
                              f"(e.g. train+val@0001TP,0016E5)")
     return folders, seqs

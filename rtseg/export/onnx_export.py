@@ -85,8 +85,12 @@ def export_onnx(
     verify: bool = True,
     verify_source: str | Path | None = None,
     dynamic_batch: bool = False,
+    tta: str = "none",
 ) -> ExportResult:
     """Export ``model`` as the fused deploy graph to ``path`` (atomically).
+
+    ``tta``: test-time augmentation inside the graph (``rtseg.models.deploy.TTA_MODES``);
+    recorded in the metadata (``meta.extra["tta"]``).
 
     ``dynamic_batch``: leave the batch dimension symbolic (for a TensorRT
     engine with a batch range); ONNX Runtime/OpenVINO backends need a fixed
@@ -109,7 +113,9 @@ def export_onnx(
         raise UserInputError(f"output {path} must end in .onnx")
 
     meta = meta.with_(input_size=meta.input_size or (h, w))
-    graph = DeployGraph(model.eval(), meta, with_logits=with_logits).eval()
+    if tta != "none":
+        meta = meta.with_(extra={**meta.extra, "tta": tta})
+    graph = DeployGraph(model.eval(), meta, with_logits=with_logits, tta=tta).eval()
     n_verify = max(batch, 4 if batch == 1 else batch)
     frames = verification_frames(n_verify, h, w, verify_source)
     example = torch.from_numpy(frames[:batch].copy())

@@ -3,6 +3,7 @@
     frames uint8 [N, H, W, 3] BGR
       -> NCHW float, channel order the network was trained on, /255, (x - mean) / std
       -> segmentation network (eval path only)
+         [tta="flip": also on the mirrored frames; the mirrored logits are flipped back and averaged]
       -> argmax over classes -> uint8
     labels uint8 [N, H, W]
 
@@ -19,6 +20,17 @@ from torch import nn
 from rtseg.core.errors import UserInputError
 from rtseg.core.meta import ModelMeta
 from rtseg.models.base import MIN_SIZE, SIZE_MULTIPLE, SegModel
+
+#: Test-time augmentation modes the deploy graph can hold. "flip" runs the network on the
+#: frames and their horizontal mirror and averages the logits (the mirror's flipped back):
+#: about +0.3-1 mIoU for twice the network cost, for offline use and evaluation.
+TTA_MODES = ("none", "flip")
+
+
+def check_tta(tta: str) -> str:
+    if tta not in TTA_MODES:
+        raise UserInputError(f"unknown test-time augmentation {tta!r}; choose one of: {', '.join(TTA_MODES)}")
+    return tta
 
 
 def check_input_size(height: int, width: int) -> None:
@@ -51,8 +63,9 @@ class DeployGraph(nn.Module):
     scale: torch.Tensor
     shift: torch.Tensor
 
-    def __init__(self, model: SegModel, meta: ModelMeta, *, with_logits: bool = False) -> None:
+    def __init__(self, model: SegModel, meta: ModelMeta, *, with_logits: bool = False, tta: str = "none") -> None:
         super().__init__()
+        self.tta = check_tta(tta)
         if meta.num_classes != model.num_classes:
             raise ValueError(f"meta has {meta.num_classes} classes, model has {model.num_classes}")
         if model.num_classes > 256:
@@ -74,8 +87,13 @@ class DeployGraph(nn.Module):
         return x * self.scale + self.shift
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        logits = self.model(self.normalize(frames))
+        x = self.normalize(frames)
+        logits = self.model(x)
         assert isinstance(logits, torch.Tensor), "deploy graph needs the model in eval mode"
+        if self.tta == "flip":
+            mirrored = self.model(torch.flip(x, dims=[3]))
+            assert isinstance(mirrored, torch.Tensor)
+            logits = 0.5 * (logits + torch.flip(mirrored, dims=[3]))
         labels = logits.argmax(dim=1).to(torch.uint8)
         if self.with_logits:
             return labels, logits

@@ -23,8 +23,10 @@ class TorchBackend(Backend):
 
     def __init__(self, weights: str | Path | None, *, model: str | None = None,
                  num_classes: int | None = None, input_size: tuple[int, int] | None = None,
-                 batch: int = 1, precision: str | None = None, threads: int | None = None) -> None:
+                 batch: int = 1, precision: str | None = None, threads: int | None = None,
+                 tta: str = "none") -> None:
         super().__init__()
+        self._tta = tta
         if precision not in (None, "f32"):
             raise BackendError(f"the torch CPU backend runs f32 only (asked {precision})")
         if weights is None and model is None:
@@ -53,7 +55,9 @@ class TorchBackend(Backend):
             raise BackendError("no input size known for this model: pass --input-size HxW")
         check_input_size(*size)
         self._input_size = tuple(size)  # type: ignore[assignment]
-        self._graph = DeployGraph(loaded.model.eval(), loaded.meta).eval()
+        self._graph = DeployGraph(loaded.model.eval(), loaded.meta, tta=self._tta).eval()
+        if self._tta != "none":
+            self._meta = loaded.meta.with_(extra={**loaded.meta.extra, "tta": self._tta})
         for p in self._graph.parameters():
             p.requires_grad_(False)
         self._torch = torch
