@@ -213,3 +213,27 @@ def test_a_run_from_init_records_the_history_of_its_start_weights(tiny, tmp_path
     capsys.readouterr()
     assert main(["--out", str(tmp_path / "p3"), "--export-best", str(third)]) == 0
     assert "its history was not recorded" in capsys.readouterr().out
+
+
+def test_fixed_schedule_without_val_ships_final(tiny, tmp_path, capsys):
+    from rtseg.cli.train import main
+    from rtseg.models.checkpoint import load_model
+    from rtseg.train.trainer import FINAL_FILE
+
+    out = tmp_path / "fixed"
+    args = ["--model", "stdc1", "--data", str(tiny), "--out", str(out), "--crop", "64x64", "--input-size", "64x80",
+            "--iters", "3", "--batch-size", "2", "--warmup-iters", "0", "--workers", "0", "--val-split", "none",
+            "--scale", "1", "1"]
+    dest = tmp_path / "shipped.pt"
+    assert main(["--out", str(out), "--export-final", str(dest)]) != 0  # nothing trained yet
+    assert "has not finished" in capsys.readouterr().err
+    assert main(args + ["--stop-at", "2"]) == 0
+    assert not (out / FINAL_FILE).exists() and not (out / BEST_FILE).exists()
+    assert main(args) == 0  # resumes to the end of the schedule
+    assert (out / FINAL_FILE).is_file() and not (out / BEST_FILE).exists()
+    assert main(["--out", str(out), "--export-final", str(dest)]) == 0
+    card = capsys.readouterr().out
+    assert "fixed 3-iteration schedule" in card and "no checkpoint selection" in card
+    loaded = load_model(dest)
+    assert loaded.extra["iteration"] == 3 and loaded.extra["selection"].startswith("none")
+    assert "fixed schedule" in loaded.meta.weights

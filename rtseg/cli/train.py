@@ -90,7 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-at", type=int, help="stop (resumably) after this iteration, e.g. to time-box a run")
     p.add_argument("--export-best", metavar="PATH",
                    help="do not train: write <out>/best.pt to PATH (FP16 weights unless --fp32) and exit")
-    p.add_argument("--fp32", action="store_true", help="with --export-best: keep float32 weights")
+    p.add_argument("--export-final", metavar="PATH",
+                   help="do not train: write <out>/final.pt (the end of the whole schedule, selected by no "
+                   "evaluation: how a fixed-schedule train+val model ships) to PATH and exit")
+    p.add_argument("--fp32", action="store_true", help="with --export-best/--export-final: keep float32 weights")
     p.add_argument("--average", nargs="+", metavar="CKPT",
                    help="do not train: write the mean of these checkpoints' weights (runs fine-tuned from "
                    "the same weights; the first must be an rtseg checkpoint) to --average-out and exit")
@@ -127,13 +130,19 @@ def _body(args: argparse.Namespace, argv: list[str]) -> int:
             raise UserInputError("--average needs --average-out PATH (the file to write)")
         print(average_checkpoints(args.average, args.average_out))
         return 0
-    if args.export_best:
+    if args.export_best or args.export_final:
         from rtseg.train.export import export_best, model_card
 
-        src = Path(os.path.expanduser(args.out)) / "best.pt"
-        info = export_best(src, args.export_best, fp16=not args.fp32)
+        if args.export_best and args.export_final:
+            raise UserInputError("pass one of --export-best and --export-final")
+        name, dest = ("best.pt", args.export_best) if args.export_best else ("final.pt", args.export_final)
+        src = Path(os.path.expanduser(args.out)) / name
+        if not src.is_file() and args.export_final:
+            raise UserInputError(f"{src} does not exist: the run has not finished its schedule (re-run the "
+                                 f"training command to resume it)")
+        info = export_best(src, dest, fp16=not args.fp32)
         print(info)
-        print(model_card(args.export_best))
+        print(model_card(dest))
         return 0
     import signal
     import threading

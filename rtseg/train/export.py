@@ -45,7 +45,8 @@ def export_best(src: str | Path, dest: str | Path, *, fp16: bool = True) -> str:
     """
     src, dest = Path(src), Path(dest)
     if not src.is_file():
-        raise UserInputError(f"{src} does not exist: the run has not validated yet (see --eval-every)")
+        raise UserInputError(f"{src} does not exist: the run has not validated yet (see --eval-every; a run "
+                             f"without --val-split ships its final.pt with --export-final)")
     obj = torch.load(src, map_location="cpu", weights_only=True)
     if not isinstance(obj, dict) or "state_dict" not in obj:
         raise UserInputError(f"{src} is not an rtseg checkpoint")
@@ -89,10 +90,13 @@ def model_card(path: str | Path) -> str:
     lines = [
         f"- model: `{meta.get('model')}`, {len(meta.get('class_names', []))} classes, input "
         f"{'x'.join(str(v) for v in meta.get('input_size') or [])} (HxW), dataset `{meta.get('dataset')}`",
-        f"- iteration {extra.get('iteration')} of a {cfg.get('iters')}-iteration schedule, "
-        f"selected on the `{extra.get('val_split')}` split",
+        (f"- iteration {extra.get('iteration')} of a {cfg.get('iters')}-iteration schedule, "
+         f"selected on the `{extra.get('val_split')}` split") if "val_split" in extra else
+        (f"- the end of a fixed {cfg.get('iters')}-iteration schedule on `{extra.get('train_split')}` "
+         f"({extra.get('train_frames')} frames), no checkpoint selection"),
         f"- val mIoU **{100 * extra['val_miou']:.2f}%**, pixel accuracy "
-        f"{100 * extra['val_pixel_accuracy']:.2f}%" if "val_miou" in extra else "- not validated",
+        f"{100 * extra['val_pixel_accuracy']:.2f}%" if "val_miou" in extra
+        else "- not validated during training (evaluate it on held-out frames)",
         f"- command: `{cfg.get('command')}`" if cfg.get("command") else "- command: unknown",
     ]
     lineage = extra.get("lineage")
@@ -105,11 +109,8 @@ def model_card(path: str | Path) -> str:
             lines.append(f"  {i}. `{e.get('file')}` (sha256 {str(e.get('sha256'))[:12]}, {what}){cmd}")
     elif cfg.get("init"):
         lines.append(f"- started from `{cfg.get('init')}` (its history was not recorded)")
-    lines += [
-        "",
-        "| class | val IoU % |",
-        "|---|---|",
-    ]
-    for name, v in per_class.items():
-        lines.append(f"| {name} | {'n/a' if v is None else f'{100 * v:.2f}'} |")
+    if per_class:
+        lines += ["", "| class | val IoU % |", "|---|---|"]
+        for name, v in per_class.items():
+            lines.append(f"| {name} | {'n/a' if v is None else f'{100 * v:.2f}'} |")
     return "\n".join(lines)

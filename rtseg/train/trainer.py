@@ -41,6 +41,9 @@ from rtseg.train.schedule import param_groups, poly_lr, set_lr
 
 RESUME_FILE = "last.pt"
 BEST_FILE = "best.pt"
+#: The weights at the end of the whole schedule (rtseg checkpoint): what a fixed-schedule run
+#: with no checkpoint selection ships (published CamVid results train train+val this way).
+FINAL_FILE = "final.pt"
 TRAIN_LOG = "train_log.csv"
 VAL_LOG = "val_log.csv"
 CURVES = "curves.png"
@@ -489,6 +492,8 @@ class Trainer:
                     model.train()
                 if it % cfg.checkpoint_every == 0 or it == end:
                     self._save_state(model, optimizer, scaler, it, best)
+                if it == cfg.iters:
+                    self._save_final(model, meta, it, train_ds, save_checkpoint)
         except KeyboardInterrupt:
             # Keep what finished: the next run resumes from here.
             if it > start:
@@ -569,6 +574,17 @@ class Trainer:
                                extra={"val_miou": metrics.miou})
             save_checkpoint(self.out / BEST_FILE, model, bmeta, extra=extra)
         return best
+
+    def _save_final(self, model, meta: ModelMeta, it: int, train_ds: SegDataset, save_checkpoint) -> None:
+        """``final.pt``: the end of the schedule, chosen by no evaluation (a fixed schedule)."""
+        extra: dict[str, Any] = {"iteration": it, "selection": "none (end of a fixed schedule)",
+                                 "train_split": self.cfg.train_split, "train_frames": len(train_ds),
+                                 "train_config": self.cfg.to_dict()}
+        if self._lineage:
+            extra["lineage"] = self._lineage
+        fmeta = meta.with_(weights=f"rtseg-train {self.cfg.model} on {train_ds.info.name} {self.cfg.train_split}, "
+                                   f"{it} iterations (fixed schedule)")
+        save_checkpoint(self.out / FINAL_FILE, model, fmeta, extra=extra)
 
     def _encoder_weights(self, model: SegModel) -> None:
         """Initialise the encoder from ImageNet weights as ``cfg.backbone_weights`` says, logged."""
