@@ -68,7 +68,7 @@ def test_unknown_tta_is_refused() -> None:
     from rtseg.core.errors import UserInputError
 
     with pytest.raises(UserInputError, match="flip"):
-        DeployGraph(_MirrorSymmetricNet(), _meta(4), tta="scales")
+        DeployGraph(_MirrorSymmetricNet(), _meta(4), tta="rotate")
 
 
 def test_export_holds_the_tta_and_records_it(tmp_path) -> None:
@@ -95,3 +95,16 @@ def test_eval_cli_tta_needs_a_checkpoint(tmp_path, small_onnx, capsys) -> None:
     code = main([str(small_onnx), "--tta", "flip", "--limit", "1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and "rtseg-export --tta flip" in err[0]
+
+
+def test_scales_tta_averages_the_resized_passes() -> None:
+    # With a per-pixel (1x1) network, bilinear down/up-sampling of a constant frame is exact,
+    # so every scale pass equals the plain pass and the average equals it too.
+    net = _MirrorSymmetricNet()
+    net.a, net.b = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 4, 1)
+    frames = torch.full((1, 64, 96, 3), 77, dtype=torch.uint8)
+    with torch.no_grad():
+        _, zp = DeployGraph(net, _meta(4), with_logits=True)(frames)
+        for mode in ("scales", "flip+scales"):
+            _, zt = DeployGraph(net, _meta(4), with_logits=True, tta=mode)(frames)
+            torch.testing.assert_close(zt, zp, rtol=1e-5, atol=1e-5)

@@ -39,9 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads of the backend")
     p.add_argument("--input-size", type=_size, metavar="HxW",
                    help="torch backend only: input size (default: the checkpoint's)")
-    p.add_argument("--tta", choices=["none", "flip"], default="none",
+    p.add_argument("--tta", choices=["none", "flip", "scales", "flip+scales"], default="none",
                    help="test-time augmentation for checkpoints (torch backend): flip averages the logits of "
-                        "each frame and its mirror. An ONNX file holds its own (rtseg-export --tta flip)")
+                        "each frame and its mirror, scales those at 0.75/1/1.25x, flip+scales both. An ONNX "
+                        "file holds its own (rtseg-export --tta flip)")
     p.add_argument("--data", default=DEFAULT_CAMVID_ROOT, help="dataset root (default %(default)s)")
     p.add_argument("--dataset-kind", default="auto", choices=DATASET_KINDS)
     p.add_argument("--split", default="val", help="split to evaluate (default %(default)s)")

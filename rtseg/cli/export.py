@@ -44,9 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="engine: rebuild when a cached engine was built for another TensorRT or GPU")
     p.add_argument("--output", "-o", help="onnx: output path (default engines/<model>_<H>x<W>_b<N>[_fp16].onnx)")
     p.add_argument("--out-dir", default="engines", help="engine: output folder (default engines/)")
-    p.add_argument("--tta", choices=["none", "flip"], default="none",
+    p.add_argument("--tta", choices=["none", "flip", "scales", "flip+scales"], default="none",
                    help="onnx fp32: test-time augmentation inside the graph; flip averages the logits of the "
-                        "frames and their mirror (more accurate, twice the compute: for offline use)")
+                        "frames and their mirror (twice the compute), scales adds 0.75x/1.25x passes, "
+                        "flip+scales both (six passes): for offline use")
     p.add_argument("--logits", action="store_true", help="onnx: also output float logits (for parity tools)")
     p.add_argument("--no-verify", action="store_true", help="onnx: skip the ONNX Runtime vs PyTorch check")
     p.add_argument("--list-models", action="store_true", help="list the zoo's models and exit")

@@ -3,7 +3,8 @@
     frames uint8 [N, H, W, 3] BGR
       -> NCHW float, channel order the network was trained on, /255, (x - mean) / std
       -> segmentation network (eval path only)
-         [tta="flip": also on the mirrored frames; the mirrored logits are flipped back and averaged]
+         [tta: also on the mirrored frames ("flip") and/or at 0.75x and 1.25x ("scales"); every
+          pass's logits are brought back to the frame (flipped / resized bilinearly) and averaged]
       -> argmax over classes -> uint8
     labels uint8 [N, H, W]
 
@@ -21,10 +22,17 @@ from rtseg.core.errors import UserInputError
 from rtseg.core.meta import ModelMeta
 from rtseg.models.base import MIN_SIZE, SIZE_MULTIPLE, SegModel
 
-#: Test-time augmentation modes the deploy graph can hold. "flip" runs the network on the
-#: frames and their horizontal mirror and averages the logits (the mirror's flipped back):
-#: about +0.3-1 mIoU for twice the network cost, for offline use and evaluation.
-TTA_MODES = ("none", "flip")
+#: Test-time augmentation modes the deploy graph can hold, for offline use and evaluation.
+#: "flip" runs the network on the frames and their horizontal mirror and averages the logits
+#: (the mirror's flipped back): twice the network cost. "scales" adds passes at TTA_SCALES
+#: of the input size; "flip+scales" mirrors every scale. Gains and costs: docs/training.md.
+TTA_MODES = ("none", "flip", "scales", "flip+scales")
+TTA_SCALES = (0.75, 1.0, 1.25)
+
+
+def _scaled_side(side: int, s: float) -> int:
+    # Every pass must satisfy the network's size rule (multiples of SIZE_MULTIPLE).
+    return max(MIN_SIZE, int(round(side * s / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
 
 
 def check_tta(tta: str) -> str:
@@ -86,14 +94,32 @@ class DeployGraph(nn.Module):
         x = torch.index_select(x, 1, self.order)
         return x * self.scale + self.shift
 
+    def _augmented(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean of the logits of every TTA pass, each brought back to ``x``'s size and orientation."""
+        import torch.nn.functional as F
+
+        h, w = int(x.shape[-2]), int(x.shape[-1])
+        scales = TTA_SCALES if "scales" in self.tta else (1.0,)
+        flips = (False, True) if "flip" in self.tta else (False,)
+        total: torch.Tensor | None = None
+        for s in scales:
+            size = (h, w) if s == 1.0 else (_scaled_side(h, s), _scaled_side(w, s))
+            xs = x if size == (h, w) else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            for flip in flips:
+                out = self.model(torch.flip(xs, dims=[3]) if flip else xs)
+                assert isinstance(out, torch.Tensor), "deploy graph needs the model in eval mode"
+                if flip:
+                    out = torch.flip(out, dims=[3])
+                if size != (h, w):
+                    out = F.interpolate(out, size=(h, w), mode="bilinear", align_corners=False)
+                total = out if total is None else total + out
+        assert total is not None
+        return total / float(len(scales) * len(flips))
+
     def forward(self, frames: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         x = self.normalize(frames)
-        logits = self.model(x)
+        logits = self.model(x) if self.tta == "none" else self._augmented(x)
         assert isinstance(logits, torch.Tensor), "deploy graph needs the model in eval mode"
-        if self.tta == "flip":
-            mirrored = self.model(torch.flip(x, dims=[3]))
-            assert isinstance(mirrored, torch.Tensor)
-            logits = 0.5 * (logits + torch.flip(mirrored, dims=[3]))
         labels = logits.argmax(dim=1).to(torch.uint8)
         if self.with_logits:
             return labels, logits
