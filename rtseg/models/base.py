@@ -28,6 +28,14 @@ SIZE_MULTIPLE = 8
 MIN_SIZE = 64
 
 
+class Encoder(nn.Module):
+    """A backbone whose ``forward`` returns its features at strides 2, 4, 8, 16, 32 and whose
+    ``out_channels`` lists their channels after the input's (segmentation_models_pytorch's
+    convention): the channel contract the heads are wired by."""
+
+    out_channels: tuple[int, ...]
+
+
 class SegModel(nn.Module):
     """Base class of every zoo model (see the module docstring for the contract)."""
 

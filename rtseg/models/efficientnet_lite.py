@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rtseg.core.errors import CheckpointError, UserInputError
+from rtseg.models.base import Encoder
 
 #: (width coefficient, depth coefficient) of each variant (TF efficientnet_lite_builder).
 LITE_PARAMS: dict[str, tuple[float, float]] = {
@@ -181,7 +182,7 @@ def stage_specs(variant: str) -> list[StageSpec]:
     return specs
 
 
-class EfficientNetLite(nn.Module):
+class EfficientNetLite(Encoder):
     """EfficientNet-Lite as a segmentation encoder (see the module docstring).
 
     ``forward(x)`` returns the features at strides 2, 4, 8, 16 and 32. With

@@ -40,7 +40,7 @@ from torch import nn
 
 from rtseg.core.datasets_meta import IMAGENET_MEAN, IMAGENET_STD
 from rtseg.core.errors import CheckpointError
-from rtseg.models.base import SegModel
+from rtseg.models.base import Encoder, SegModel
 from rtseg.models.layers import AttentionRefinement, ConvBNReLU, resize_to
 from rtseg.models.registry import register_model
 from rtseg.models.release import Converted, ReleaseFormat, conform_state_dict, model_layout
@@ -90,7 +90,7 @@ class STDCBlock(nn.Module):
         return torch.cat([first, out2, out3, out4], dim=1)
 
 
-class STDCNet(nn.Module):
+class STDCNet(Encoder):
     """STDCNet backbone without its ImageNet classifier.
 
     ``forward`` returns the features at 1/2, 1/4, 1/8, 1/16 and 1/32 of the
@@ -144,11 +144,11 @@ class STDCNet(nn.Module):
             m = _IMAGENET_ALIAS.match(k)
             if m:
                 canonical = f"features.{m.group(1)}.{m.group(2)}"
-                other = sd.get(canonical)
-                if other is not None and (other.shape != v.shape or not torch.equal(v, other)):
+                twin = sd.get(canonical)
+                if twin is not None and (twin.shape != v.shape or not torch.equal(v, twin)):
                     raise CheckpointError(f"{layout}: {k} differs from {canonical}, which it should duplicate; "
                                           f"the file is damaged or was edited")
-                if other is None:
+                if twin is None:
                     kept.setdefault(canonical, v)
                 aliases.append(k)
             elif k.startswith(("conv_last.", "fc.", "bn.", "linear.")):
@@ -185,11 +185,11 @@ class ContextPath(nn.Module):
     (``cp16``, 128 ch).
     """
 
-    def __init__(self, backbone: nn.Module) -> None:
+    def __init__(self, backbone: Encoder) -> None:
         super().__init__()
         # Any encoder whose forward returns the 1/2 ... 1/32 features and whose
         # ``out_channels`` lists their channels after the input's (STDCNet, EfficientNet-Lite).
-        self.backbone = backbone
+        self.backbone: Encoder = backbone
         c16, c32 = self.backbone.out_channels[4], self.backbone.out_channels[5]
         self.arm16 = AttentionRefinement(c16, 128)
         self.arm32 = AttentionRefinement(c32, 128)
@@ -252,7 +252,7 @@ class STDCSeg(SegModel):
     No forward ever runs them.
     """
 
-    def __init__(self, name: str, backbone: nn.Module, num_classes: int, aux: bool = False, *,
+    def __init__(self, name: str, backbone: Encoder, num_classes: int, aux: bool = False, *,
                  release_heads: bool = True) -> None:
         super().__init__(num_classes, aux)
         self.name = name
