@@ -54,15 +54,22 @@ ONNX_REFINE_KEY = "rtseg.refine"
 
 @dataclass(frozen=True)
 class CRFParams:
-    """Options of the mean-field CRF; the defaults were tuned on CamVid val (docs/zoo.md)."""
+    """Options of the mean-field CRF.
+
+    The defaults were tuned on CamVid val with the bundled STDC1 model at 360x480
+    (``scripts/tune_crf.py``, docs/zoo.md): +0.5 mIoU there. The weights are small
+    because a message sums the kernel over every pixel a window reaches (49 cells of
+    16 pixels here), not over a handful of neighbours; the smoothness kernel did not
+    help that model (it blurs thin classes: poles, signs), so its weight defaults to 0.
+    """
 
     iterations: int = 5
     window: int = 7  # side of the square neighbourhood on the coarse grid (odd)
     downsample: int = 4  # coarse grid factor: 1, 2, 4 or 8 (input sides are multiples of 8)
-    w_bilateral: float = 4.0
-    theta_alpha: float = 20.0  # bilateral kernel: position width (pixels)
-    theta_beta: float = 20.0  # bilateral kernel: colour width (0..255 RGB)
-    w_gaussian: float = 1.0
+    w_bilateral: float = 0.01
+    theta_alpha: float = 40.0  # bilateral kernel: position width (pixels)
+    theta_beta: float = 5.0  # bilateral kernel: colour width (0..255 RGB)
+    w_gaussian: float = 0.0
     theta_gamma: float = 6.0  # smoothness kernel: position width (pixels)
 
     def __post_init__(self) -> None:
