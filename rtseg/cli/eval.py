@@ -82,7 +82,7 @@ def _make(kind: str, artifact: str, precision: str | None, threads: int | None,
     if not Path(artifact).is_file():
         raise UserInputError(f"artifact {artifact} does not exist; check the path")
     k = canonical_kind(kind)
-    kwargs = {}
+    kwargs: dict[str, object] = {}
     if k.startswith("torch") and input_size is not None:
         kwargs["input_size"] = input_size
     if tta != "none":
