@@ -15,6 +15,7 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import torch
 
 KEYS_DIR = Path(__file__).parent / "data" / "checkpoint_keys"
@@ -27,7 +28,18 @@ LAYOUTS = {
                                              "conv_out_sp8", "conv_out_sp16")),
     "bisenetv1": ("bisenetv1.txt", "bisenetv1", ("conv_out16", "conv_out32")),
     "bisenetv2": ("bisenetv2.txt", "bisenetv2", ("aux2", "aux3", "aux4", "aux5_4")),
+    # torchvision's segmentation checkpoints (21 VOC classes; aux classifier included but for LR-ASPP)
+    "tv_fcn_resnet50": ("torchvision_fcn_resnet50.txt", "fcn_resnet50", ("aux_classifier",)),
+    "tv_fcn_resnet101": ("torchvision_fcn_resnet101.txt", "fcn_resnet101", ("aux_classifier",)),
+    "tv_deeplabv3_resnet50": ("torchvision_deeplabv3_resnet50.txt", "deeplabv3_resnet50", ("aux_classifier",)),
+    "tv_deeplabv3_resnet101": ("torchvision_deeplabv3_resnet101.txt", "deeplabv3_resnet101", ("aux_classifier",)),
+    "tv_deeplabv3_mobilenet_v3_large": ("torchvision_deeplabv3_mobilenet_v3_large.txt",
+                                        "deeplabv3_mobilenet_v3_large", ("aux_classifier",)),
+    "tv_lraspp_mobilenet_v3_large": ("torchvision_lraspp_mobilenet_v3_large.txt", "lraspp_mobilenet_v3_large", ()),
+    # an ImageNet classifier: not a segmentation layout (must be refused)
+    "tv_resnet18_imagenet": ("torchvision_resnet18_imagenet.txt", "", ()),
 }
+TORCHVISION_LAYOUTS = tuple(k for k in LAYOUTS if k.startswith("tv_") and LAYOUTS[k][1])
 
 _STDC_ALIAS = re.compile(r"^cp\.backbone\.x(?:2|4|8|16|32)\.0\.(\d+)\.(.+)$")
 
@@ -150,3 +162,51 @@ def write_imagenet(path: Path, layout: str, *, seed: int = 0) -> Path:
     sd = imagenet_state_dict(layout, seed)
     wrap = IMAGENET_LAYOUTS[layout][2]
     return write(path, {wrap: sd, "epoch": 300} if wrap else sd)
+
+
+# --- version-proof values (shared with scripts/make_torchvision_fixtures.py) --------------
+
+
+def _lcg_uniform(n: int, seed: int) -> np.ndarray:
+    """``n`` floats in [-1, 1) from a 64-bit LCG: the same on every NumPy/PyTorch version and
+    machine (unlike torch.randn's or NumPy's generator streams), so a fixture written by
+    another torch release can be checked against weights rebuilt here."""
+    a, c = np.uint64(6364136223846793005), np.uint64(1442695040888963407)
+    state = np.uint64(seed * 2654435761 + 1)
+    # Jump-free: one independent LCG per element, seeded by its index (vectorised).
+    x = (np.arange(n, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ state
+    for _ in range(3):
+        x = x * a + c
+    return ((x >> np.uint64(11)).astype(np.float64) / float(1 << 53) * 2.0 - 1.0).astype(np.float32)
+
+
+def deterministic_state_dict(layout: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Every key of ``layout`` with values from ``_lcg_uniform``, scaled to keep deep nets finite.
+
+    Convolution weights are uniform with the He variance (sqrt(6 / fan_in) bound);
+    BatchNorm scales lie in [0.25, 0.75] (residual sums stay bounded through
+    ResNet-101), shifts/means in +-0.1, variances in [0.5, 1.5].
+    """
+    out: dict[str, torch.Tensor] = {}
+    for i, (key, shape) in enumerate(read_keys(layout)):
+        n = math.prod(shape) if shape else 1
+        u = _lcg_uniform(n, seed * 100003 + i)
+        leaf = key.rsplit(".", 1)[-1]
+        if leaf == "num_batches_tracked":
+            out[key] = torch.tensor(1000 + i, dtype=torch.long)
+            continue
+        if leaf == "running_var":
+            v = 1.0 + 0.5 * u
+        elif len(shape) == 1 and leaf == "weight":  # BatchNorm scale
+            v = 0.5 + 0.25 * u
+        elif len(shape) == 1:  # biases, BN shifts and running means
+            v = 0.1 * u
+        else:
+            v = u * math.sqrt(6.0 / math.prod(shape[1:]))
+        out[key] = torch.from_numpy(v.reshape(shape).copy())
+    return out
+
+
+def deterministic_input(shape: tuple[int, ...], seed: int = 12345) -> torch.Tensor:
+    """A normalised-image-like input tensor from the same LCG (values in [-2, 2))."""
+    return torch.from_numpy(2.0 * _lcg_uniform(math.prod(shape), seed).reshape(shape))

@@ -157,6 +157,14 @@ def test_model_request_round_trips_and_reads_metadata(qtbot, small_onnx: Path, t
     dlg.size_edit.setText("72x96")
     zoo = dlg.request()
     assert zoo.choice.model == "stdc1" and zoo.choice.input_size == (72, 96) and zoo.choice.weights is None
+    assert zoo.choice.refine is None
+    dlg.crf_check.setChecked(True)  # CRF refinement inside the exported graph
+    refined = dlg.request()
+    assert refined.choice.refine == "crf" and "crf refinement" in refined.describe()
+    assert ModelRequest.from_dict(refined.to_dict()) == refined
+    again = ModelPickerDialog(None, refined)
+    qtbot.addWidget(again)
+    assert again.crf_check.isChecked() and again.request() == refined
     dlg.weights_edit.setText(str(tmp_path / "none.pt"))
     with pytest.raises(UserInputError, match="does not exist"):
         dlg.request()

@@ -6,6 +6,7 @@ Examples::
     rtseg-eval out/stdc1.onnx --backend openvino --precision bf16 --json out/ov_bf16.json
     rtseg-eval out/stdc1.onnx --backend onnxruntime --parity-with openvino --parity-precision bf16
     rtseg-eval out/stdc1_int8.onnx --baseline out/stdc1.onnx --max-drop 1   # accuracy cost of INT8
+    rtseg-eval assets/stdc1_camvid.pt --refine crf                   # with mean-field CRF refinement
 
 Every backend runs the deploy graph (BGR uint8 frames in, labels out), so the
 numbers are those of what ships.
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "candidate's mIoU drop against ground truth relative to it")
     p.add_argument("--baseline-backend", help="backend of --baseline (default: by its file type)")
     p.add_argument("--baseline-precision", help="precision of the --baseline backend")
+    p.add_argument("--refine", metavar="crf[:ITERS][,KEY=VALUE...]",
+                   help="checkpoints on the torch backend: evaluate the deploy graph with mean-field CRF "
+                        "refinement (an ONNX file carries its refinement from rtseg-export --refine)")
     p.add_argument("--max-drop", type=float, metavar="POINTS",
                    help="with --baseline: exit non-zero when the drop exceeds this many mIoU points")
     return p
@@ -71,7 +75,7 @@ def default_backend(artifact: str) -> str:
 
 
 def _make(kind: str, artifact: str, precision: str | None, threads: int | None,
-          input_size: tuple[int, int] | None, tta: str = "none"):
+          input_size: tuple[int, int] | None, tta: str = "none", refine=None):
     from rtseg.core.errors import UserInputError
     from rtseg.runtime.factory import canonical_kind, create_backend
 
@@ -86,6 +90,11 @@ def _make(kind: str, artifact: str, precision: str | None, threads: int | None,
             raise UserInputError(f"--tta {tta} runs on the torch backend from a checkpoint; for {k}, export the "
                                  f"augmentation into the graph (rtseg-export --tta {tta}) and evaluate that file")
         kwargs["tta"] = tta
+    if refine is not None:
+        if k != "torch":
+            raise UserInputError(f"--refine builds the refined graph from a checkpoint on the torch backend, not "
+                                 f"{k}; for other backends export it with rtseg-export --refine and evaluate that file")
+        kwargs["refine"] = refine
     return create_backend(k, artifact, precision=precision, threads=threads, **kwargs)
 
 
@@ -110,16 +119,22 @@ def _body(args: argparse.Namespace) -> int:
                              "(label agreement), not both")
     if args.baseline and not Path(args.baseline).is_file():
         raise UserInputError(f"baseline {args.baseline} does not exist; check the path")
+    refine = None
+    if args.refine:
+        from rtseg.models.crf import parse_refine  # imports torch, which --refine needs anyway
+
+        refine = parse_refine(args.refine)
     ds = require_nonempty(open_dataset(args.data, args.split, args.dataset_kind))
     kind_a = args.backend or default_backend(args.artifact)
-    be_a = _make(kind_a, args.artifact, args.precision, args.threads, args.input_size, args.tta)
+    be_a = _make(kind_a, args.artifact, args.precision, args.threads, args.input_size, args.tta, refine)
     result: dict
     with be_a:
         info_a = be_a.info()
         tta = be_a.meta.extra.get("tta", "none")
         header = (f"{args.artifact} on {ds.info.name} {args.split} ({min(len(ds), args.limit or len(ds))} frames) "
                   f"via {info_a.backend} {info_a.precision} on {info_a.device}, input "
-                  f"{be_a.input_shape[1]}x{be_a.input_shape[2]}" + ("" if tta == "none" else f", TTA {tta}"))
+                  f"{be_a.input_shape[1]}x{be_a.input_shape[2]}" + ("" if tta == "none" else f", TTA {tta}")
+                  + (f", refined by {refine.describe()}" if refine is not None else ""))
         if args.parity_with:
             art_b = args.parity_artifact or args.artifact
             be_b = _make(args.parity_with, art_b, args.parity_precision, args.threads, args.input_size)
@@ -138,6 +153,7 @@ def _body(args: argparse.Namespace) -> int:
             print(header)
             print(metrics.format_table())
             result = {"artifact": args.artifact, "backend": info_a.backend, "precision": info_a.precision, "tta": tta,
+                      "refine": refine.to_dict() if refine is not None else None,
                       "device": info_a.device, "dataset": ds.info.name, "split": args.split,
                       "frames": min(len(ds), args.limit or len(ds)), "seconds": time.perf_counter() - t0,
                       **metrics.to_dict()}

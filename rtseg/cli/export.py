@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "flip+scales both (six passes): for offline use")
     p.add_argument("--logits", action="store_true", help="onnx: also output float logits (for parity tools)")
     p.add_argument("--no-verify", action="store_true", help="onnx: skip the ONNX Runtime vs PyTorch check")
+    p.add_argument("--refine", metavar="crf[:ITERS][,KEY=VALUE...]",
+                   help="put a mean-field CRF (bounded-window fully connected CRF) between the logits and the "
+                        "argmax, e.g. crf, crf:10, crf:5,w_bilateral=3 (see rtseg.models.crf.CRFParams)")
     p.add_argument("--list-models", action="store_true", help="list the zoo's models and exit")
     return p
 
@@ -66,8 +69,10 @@ def _export_fp32_onnx(args: argparse.Namespace, size, batch: int | None, out: Pa
     """Load the model and export (or reuse) the verified FP32 deploy ONNX; returns (path, meta)."""
     from rtseg.export.artifacts import ensure_onnx
     from rtseg.export.onnx_export import export_onnx
+    from rtseg.models.crf import parse_refine
     from rtseg.models.deploy import load_for_deploy
 
+    refine = parse_refine(args.refine)
     loaded = load_for_deploy(args.model, args.num_classes, args.weights)
     if loaded.meta.trained:
         print(loaded.report.summary())
@@ -78,13 +83,15 @@ def _export_fp32_onnx(args: argparse.Namespace, size, batch: int | None, out: Pa
         raise UserInputError("this checkpoint records no input size: pass --input-size HxW")
     if out is None:
         path, fresh = ensure_onnx(args.model, args.weights, input_size=size, num_classes=args.num_classes,
-                                  batch=batch)
+                                  batch=batch, refine=refine)
         print(("exported " if fresh else "reusing ") + f"FP32 deploy ONNX {path}")
         return path, loaded.meta
     res = export_onnx(loaded.model, loaded.meta, input_size=size, path=out, batch=batch or 1,
                       with_logits=args.logits, verify=not args.no_verify, dynamic_batch=batch is None,
-                      tta=args.tta)
+                      tta=args.tta, refine=refine)
     print(f"wrote {res.path} ({res.path.stat().st_size / 1e6:.1f} MB, sha256 {res.sha256[:12]})")
+    if refine is not None:
+        print(f"  refinement: {refine.describe()}")
     print(f"  graph: frames uint8 {list(res.input_shape)} BGR -> labels uint8 {list(res.input_shape[:3])}; "
           f"{loaded.meta.num_classes} classes, opset 17")
     if not args.no_verify:

@@ -38,6 +38,21 @@ CAMVID_PALETTE = (
 )
 CAMVID_IGNORE_INDEX = 11
 
+# PASCAL VOC 2012 (21 classes with background), the label set of torchvision's
+# segmentation checkpoints (trained on a COCO subset mapped to these classes).
+VOC_CLASSES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+    "sheep", "sofa", "train", "tvmonitor",
+)
+# The VOC development kit's colour map (bit-interleaved class index).
+VOC_PALETTE = (
+    (0, 0, 0), (128, 0, 0), (0, 128, 0), (128, 128, 0), (0, 0, 128), (128, 0, 128),
+    (0, 128, 128), (128, 128, 128), (64, 0, 0), (192, 0, 0), (64, 128, 0), (192, 128, 0),
+    (64, 0, 128), (192, 0, 128), (64, 128, 128), (192, 128, 128), (0, 64, 0), (128, 64, 0),
+    (0, 192, 0), (128, 192, 0), (0, 64, 128),
+)
+
 
 def generic_classes(n: int) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
     """Names and a distinct, deterministic palette for ``n`` unnamed classes.
@@ -62,4 +77,6 @@ def default_classes(n: int) -> tuple[tuple[str, ...], tuple[tuple[int, int, int]
         return CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
     if n == len(CAMVID_CLASSES):
         return CAMVID_CLASSES, CAMVID_PALETTE
+    if n == len(VOC_CLASSES):
+        return VOC_CLASSES, VOC_PALETTE
     return generic_classes(n)

@@ -86,6 +86,7 @@ def export_onnx(
     verify_source: str | Path | None = None,
     dynamic_batch: bool = False,
     tta: str = "none",
+    refine=None,  # rtseg.models.crf.CRFParams | None: CRF refinement inside the graph
 ) -> ExportResult:
     """Export ``model`` as the fused deploy graph to ``path`` (atomically).
 
@@ -115,7 +116,9 @@ def export_onnx(
     meta = meta.with_(input_size=meta.input_size or (h, w))
     if tta != "none":
         meta = meta.with_(extra={**meta.extra, "tta": tta})
-    graph = DeployGraph(model.eval(), meta, with_logits=with_logits, tta=tta).eval()
+    if refine is not None:
+        meta = meta.with_(extra={**meta.extra, "refine": refine.to_dict()})
+    graph = DeployGraph(model.eval(), meta, with_logits=with_logits, tta=tta, refine=refine).eval()
     n_verify = max(batch, 4 if batch == 1 else batch)
     frames = verification_frames(n_verify, h, w, verify_source)
     example = torch.from_numpy(frames[:batch].copy())
@@ -141,12 +144,17 @@ def export_onnx(
                                         "dtype": "uint8"}),
             "rtseg.precision": "f32",
         }
+        if refine is not None:
+            from rtseg.models.crf import ONNX_REFINE_KEY, refine_json
+
+            props[ONNX_REFINE_KEY] = refine_json(refine)
         del proto.metadata_props[:]
         for k, v in props.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = k, v
         proto.producer_name = "rtseg"
-        proto.doc_string = f"rtseg deploy graph: {meta.model}, {meta.num_classes} classes, {h}x{w}, batch {batch}"
+        proto.doc_string = (f"rtseg deploy graph: {meta.model}, {meta.num_classes} classes, {h}x{w}, batch {batch}"
+                            + (f", {refine.describe()}" if refine is not None else ""))
         try:
             onnx.checker.check_model(proto, full_check=True)
         except Exception as exc:  # onnx raises its own ValidationError types

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from PyQt6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -69,7 +70,7 @@ class ModelRequest:
         return {"model": c.model, "weights": str(c.weights) if c.weights else None, "num_classes": c.num_classes,
                 "input_size": list(c.input_size) if c.input_size else None,
                 "onnx": str(c.onnx) if c.onnx else None, "engine": str(c.engine) if c.engine else None,
-                "backend": self.backend, "precision": self.precision, "threads": self.threads}
+                "refine": c.refine, "backend": self.backend, "precision": self.precision, "threads": self.threads}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelRequest:
@@ -78,7 +79,8 @@ class ModelRequest:
 
         size = d.get("input_size")
         choice = ModelChoice(d.get("model"), path("weights"), d.get("num_classes"),
-                             (int(size[0]), int(size[1])) if size else None, path("onnx"), path("engine"))
+                             (int(size[0]), int(size[1])) if size else None, path("onnx"), path("engine"),
+                             d.get("refine") or None)
         return cls(choice, str(d.get("backend") or "openvino"), str(d.get("precision") or "f32"),
                    d.get("threads") or None)
 
@@ -90,8 +92,9 @@ def describe_onnx(path: str | Path) -> str:
     art = OnnxArtifact.open(path)
     n, h, w = art.input_shape
     m = art.meta
+    refined = ", CRF-refined" if m.extra.get("refine") else ""
     return (f"{m.model}, {m.num_classes} classes ({', '.join(m.class_names[:6])}"
-            f"{', ...' if m.num_classes > 6 else ''}), input {w}x{h}, batch {n}, {art.precision}, "
+            f"{', ...' if m.num_classes > 6 else ''}), input {w}x{h}, batch {n}, {art.precision}{refined}, "
             f"weights: {m.weights or 'RANDOM (untrained)'}")
 
 
@@ -137,12 +140,16 @@ class ModelPickerDialog(QDialog):
         self.classes_spin.setSpecialValueText("from the weights (19 when random)")
         self.size_edit = QLineEdit()
         self.size_edit.setPlaceholderText("HxW, e.g. 360x480 (empty = the checkpoint's)")
+        # The refined graph is exported with the model, so the toggle lives on the zoo tab
+        # (an ONNX file or engine carries whatever refinement it was exported with).
+        self.crf_check = QCheckBox("CRF refinement (mean-field, in the exported graph; costs time per frame)")
         zoo = QWidget()
         f = QFormLayout(zoo)
         f.addRow("model", self.model_combo)
         f.addRow("weights", _file_row(self.weights_edit, self._browse_weights))
         f.addRow("classes", self.classes_spin)
         f.addRow("input size", self.size_edit)
+        f.addRow("refine", self.crf_check)
         self.tabs.addTab(zoo, "Zoo model")
         # ONNX
         self.onnx_edit = QLineEdit()
@@ -218,6 +225,7 @@ class ModelPickerDialog(QDialog):
             self.weights_edit.setText(str(c.weights) if c.weights else "")
             self.classes_spin.setValue(c.num_classes or 0)
             self.size_edit.setText(f"{c.input_size[0]}x{c.input_size[1]}" if c.input_size else "")
+            self.crf_check.setChecked(bool(c.refine))
         self.backend_combo.setCurrentText(canonical_kind(req.backend))
         self.precision_combo.setCurrentText(req.precision)
         self.threads_spin.setValue(req.threads or 0)
@@ -296,7 +304,7 @@ class ModelPickerDialog(QDialog):
                     raise UserInputError(f"bad size {text!r}: write it as HEIGHTxWIDTH, e.g. 360x480") from None
                 size = (h, w)
             choice = ModelChoice(name, Path(weights) if weights else None, self.classes_spin.value() or None,
-                                 size, None)
+                                 size, None, refine="crf" if self.crf_check.isChecked() else None)
         return replace(ModelRequest(choice), backend=backend, precision=precision, threads=threads)
 
     def _accept(self) -> None:

@@ -34,7 +34,15 @@ from typing import Any, TypeGuard
 import torch
 
 from rtseg.core.atomic import atomic_path
-from rtseg.core.datasets_meta import CITYSCAPES_CLASSES, IMAGENET_MEAN, IMAGENET_STD, default_classes
+from rtseg.core.datasets_meta import (
+    CITYSCAPES_CLASSES,
+    CITYSCAPES_PALETTE,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    VOC_CLASSES,
+    VOC_PALETTE,
+    default_classes,
+)
 from rtseg.core.errors import CheckpointError, UserInputError
 from rtseg.core.hashing import file_sha256
 from rtseg.core.meta import ModelMeta
@@ -51,7 +59,8 @@ RTSEG_LAYOUT = "rtseg checkpoint"
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net")
 #: Family modules whose ``RELEASE_FORMATS`` are always consulted (others are
 #: picked up from the registry once imported).
-FAMILY_MODULES = ("rtseg.models.stdc", "rtseg.models.bisenetv1", "rtseg.models.bisenetv2")
+FAMILY_MODULES = ("rtseg.models.stdc", "rtseg.models.bisenetv1", "rtseg.models.bisenetv2", "rtseg.models.fcn",
+                  "rtseg.models.deeplabv3", "rtseg.models.lraspp")
 
 _ACCEPTED = ("an rtseg checkpoint (save_checkpoint), or a state_dict of tensors (raw, or under "
              f"{'/'.join(WRAPPER_KEYS)}; 'module.' prefixes are fine)")
@@ -289,15 +298,21 @@ def _check_request(name: str, found_model: str, found_classes: int, layout: str,
                               f"into a model with {num_classes} classes")
 
 
+#: Class names and palette of the datasets public release files were trained on.
+_DATASET_CLASSES = {"cityscapes": (CITYSCAPES_CLASSES, CITYSCAPES_PALETTE), "voc": (VOC_CLASSES, VOC_PALETTE)}
+
+
 def _fmt_classes(fmt: ReleaseFormat) -> tuple[str, ...]:
-    """Class names of a release layout's dataset (only Cityscapes releases exist so far)."""
-    return CITYSCAPES_CLASSES if fmt.dataset == "cityscapes" else ()
+    """Class names of a release layout's dataset (Cityscapes, or VOC for torchvision's files)."""
+    return _DATASET_CLASSES.get(fmt.dataset, ((), ()))[0]
 
 
 def _release_meta(fmt: ReleaseFormat, conv: Converted, source: Path, sha: str) -> ModelMeta:
-    names, palette = default_classes(conv.num_classes)  # 19 -> Cityscapes names and colours
+    names, palette = default_classes(conv.num_classes)
     # Same layout with another class count is someone's fine-tune: its dataset is unknown.
     dataset = fmt.dataset if conv.num_classes == len(_fmt_classes(fmt)) else None
+    if dataset is not None:
+        names, palette = _DATASET_CLASSES[dataset]
     return ModelMeta(model=conv.model, class_names=names, palette=palette, mean=fmt.mean, std=fmt.std,
                      channel_order=fmt.channel_order, weights=f"{fmt.name}: {source.name}",
                      weights_sha256=sha, dataset=dataset)

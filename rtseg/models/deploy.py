@@ -5,6 +5,7 @@
       -> segmentation network (eval path only)
          [tta: also on the mirrored frames ("flip") and/or at 0.75x and 1.25x ("scales"); every
           pass's logits are brought back to the frame (flipped / resized bilinearly) and averaged]
+      [-> optional CRF refinement of the logits with the frame's colours (rtseg.models.crf)]
       -> argmax over classes -> uint8
     labels uint8 [N, H, W]
 
@@ -21,6 +22,7 @@ from torch import nn
 from rtseg.core.errors import UserInputError
 from rtseg.core.meta import ModelMeta
 from rtseg.models.base import MIN_SIZE, SIZE_MULTIPLE, SegModel
+from rtseg.models.crf import CRFParams, MeanFieldCRF
 
 #: Test-time augmentation modes the deploy graph can hold, for offline use and evaluation.
 #: "flip" runs the network on the frames and their horizontal mirror and averages the logits
@@ -71,7 +73,8 @@ class DeployGraph(nn.Module):
     scale: torch.Tensor
     shift: torch.Tensor
 
-    def __init__(self, model: SegModel, meta: ModelMeta, *, with_logits: bool = False, tta: str = "none") -> None:
+    def __init__(self, model: SegModel, meta: ModelMeta, *, with_logits: bool = False, tta: str = "none",
+                 refine: CRFParams | None = None) -> None:
         super().__init__()
         self.tta = check_tta(tta)
         if meta.num_classes != model.num_classes:
@@ -88,6 +91,7 @@ class DeployGraph(nn.Module):
         std = torch.tensor(meta.std, dtype=torch.float32).view(1, 3, 1, 1)
         self.register_buffer("scale", 1.0 / (255.0 * std), persistent=False)
         self.register_buffer("shift", -mean / std, persistent=False)
+        self.crf = MeanFieldCRF(refine) if refine is not None else None
 
     def normalize(self, frames: torch.Tensor) -> torch.Tensor:
         x = frames.permute(0, 3, 1, 2).float()
@@ -120,6 +124,9 @@ class DeployGraph(nn.Module):
         x = self.normalize(frames)
         logits = self.model(x) if self.tta == "none" else self._augmented(x)
         assert isinstance(logits, torch.Tensor), "deploy graph needs the model in eval mode"
+        if self.crf is not None:
+            # Colour distances do not depend on the channel order: the BGR frame serves as is.
+            logits = self.crf(logits, frames.permute(0, 3, 1, 2).float())
         labels = logits.argmax(dim=1).to(torch.uint8)
         if self.with_logits:
             return labels, logits

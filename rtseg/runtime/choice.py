@@ -34,6 +34,8 @@ class ModelChoice:
     input_size: tuple[int, int] | None
     onnx: Path | None
     engine: Path | None = None  # a built TensorRT engine (its sidecar says the rest)
+    #: ``--refine`` spec for a zoo model (e.g. "crf"): CRF refinement inside the exported graph.
+    refine: str | None = None
 
     def describe(self) -> str:
         if self.engine is not None:
@@ -47,6 +49,8 @@ class ModelChoice:
             what += " (random weights)"
         if self.input_size:
             what += f" {self.input_size[1]}x{self.input_size[0]}"
+        if self.refine:
+            what += f" + {self.refine.split(',')[0]} refinement"
         return what
 
 
@@ -93,6 +97,13 @@ def make_backend_factory(choice: ModelChoice, backend: str, precision: str, thre
         engine = choice.engine
         # the engine's precision is fixed when it is built; the sidecar records it
         return lambda: create_backend("trt", engine, threads=threads)
+    def refine() -> Any:
+        if not choice.refine:
+            return None
+        from rtseg.models.crf import parse_refine  # torch: only when a refined graph is built
+
+        return parse_refine(choice.refine)
+
     if kind in ONNX_BACKENDS:
         def onnx_path() -> Path:
             if choice.onnx is not None:
@@ -100,7 +111,7 @@ def make_backend_factory(choice: ModelChoice, backend: str, precision: str, thre
             from rtseg.export.artifacts import ensure_onnx
 
             path, fresh = ensure_onnx(choice.model, choice.weights, input_size=choice.input_size,
-                                      num_classes=choice.num_classes)
+                                      num_classes=choice.num_classes, refine=refine())
             if report is not None:
                 report(("exported " if fresh else "using ") + str(path))
             return path
@@ -111,5 +122,7 @@ def make_backend_factory(choice: ModelChoice, backend: str, precision: str, thre
         return lambda: create_backend(kind, onnx_path(), precision=precision, threads=threads)
     if choice.onnx is not None:
         raise UserInputError(f"--onnx runs on onnxruntime or openvino, not {kind}")
+    extra = {"refine": refine()} if choice.refine else {}
     return lambda: create_backend(kind, choice.weights, precision=precision, threads=threads,
-                                  model=choice.model, num_classes=choice.num_classes, input_size=choice.input_size)
+                                  model=choice.model, num_classes=choice.num_classes, input_size=choice.input_size,
+                                  **extra)

@@ -24,7 +24,8 @@ class TorchBackend(Backend):
     def __init__(self, weights: str | Path | None, *, model: str | None = None,
                  num_classes: int | None = None, input_size: tuple[int, int] | None = None,
                  batch: int = 1, precision: str | None = None, threads: int | None = None,
-                 tta: str = "none") -> None:
+                 tta: str = "none", refine: Any = None) -> None:
+        """``refine``: a ``rtseg.models.crf.CRFParams`` adds CRF refinement to the graph."""
         super().__init__()
         self._tta = tta
         if precision not in (None, "f32"):
@@ -37,6 +38,7 @@ class TorchBackend(Backend):
         self._input_size = input_size
         self._batch = batch
         self._threads = threads
+        self._refine = refine
         self._graph: Any = None  # the DeployGraph while active
         self._meta: ModelMeta | None = None
         # Load eagerly so metadata is available before activate(); the weights
@@ -55,9 +57,13 @@ class TorchBackend(Backend):
             raise BackendError("no input size known for this model: pass --input-size HxW")
         check_input_size(*size)
         self._input_size = tuple(size)  # type: ignore[assignment]
-        self._graph = DeployGraph(loaded.model.eval(), loaded.meta, tta=self._tta).eval()
+        meta = loaded.meta
         if self._tta != "none":
-            self._meta = loaded.meta.with_(extra={**loaded.meta.extra, "tta": self._tta})
+            meta = meta.with_(extra={**meta.extra, "tta": self._tta})
+        if self._refine is not None:
+            meta = meta.with_(extra={**meta.extra, "refine": self._refine.to_dict()})
+        self._meta = meta
+        self._graph = DeployGraph(loaded.model.eval(), loaded.meta, tta=self._tta, refine=self._refine).eval()
         for p in self._graph.parameters():
             p.requires_grad_(False)
         self._torch = torch
