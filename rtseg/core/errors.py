@@ -32,3 +32,7 @@ class BackendError(RtsegError):
 
 class SourceError(RtsegError):
     """A video source could not be opened or read."""
+
+
+class ArtifactError(RtsegError):
+    """An artifact's metadata (checkpoint, ONNX, engine sidecar) is damaged, foreign or from a newer rtseg."""

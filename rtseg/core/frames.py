@@ -6,11 +6,38 @@ stats can subtract stamps taken on different threads. Durations are seconds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from rtseg.core.meta import ModelMeta
+
+#: Extensions (lower case) of the image files a folder of frames or a dataset may hold: the
+#: one list the image-folder source, calibration and the dataset readers all use.
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+
+
+def resize_to_model(image: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
+    """A BGR frame at the model input ``size`` (H, W), resized the one way rtseg does it:
+    OpenCV linear. The live pipeline, the benchmark, calibration, parity checks and
+    evaluation all call this, so they feed every model the same pixels.
+
+    ``out`` (uint8 ``[H, W, 3]``): write there instead of allocating. A frame already at
+    ``size`` is returned as is (or copied into ``out``).
+    """
+    h, w = size
+    if image.shape[:2] == (h, w):
+        if out is None:
+            return image
+        np.copyto(out, image)
+        return out
+    import cv2  # here, not at module level: importing rtseg.core stays cheap
+
+    if out is None:
+        return cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+    cv2.resize(image, (w, h), dst=out, interpolation=cv2.INTER_LINEAR)
+    return out
 
 
 @dataclass(slots=True)
@@ -56,7 +83,9 @@ class Result:
     serial: int  # increments per published result across the pipeline's life (superseded-drop counting)
     t_start: float  # perf_counter() when the inference thread took the frame from the mailbox
     preprocess_s: float  # resize to the model input
-    infer_s: float  # backend.infer, including host<->device copies
+    #: backend submit -> labels back, including host<->device copies; with two frames in
+    #: flight (double buffering) this is the frame's whole time in flight
+    infer_s: float
     smoothing_s: float  # temporal smoothing + flicker measurement (0 when off)
     t_result: float  # perf_counter() just before the result is published
     #: Share of pixels whose class changed since the previous result of the same
@@ -65,6 +94,8 @@ class Result:
     flicker_raw: float | None = None
     flicker: float | None = None
     smoothing_k: int = 0  # hysteresis frames applied (0 = off)
+    #: device stages of the backend for this frame in seconds (CUDA backends: h2d, compute, d2h)
+    device_s: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def decode_s(self) -> float:

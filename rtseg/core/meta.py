@@ -11,6 +11,8 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from rtseg.core.errors import ArtifactError
+
 #: Key under which the whole ModelMeta is stored as JSON in ONNX metadata_props.
 ONNX_META_KEY = "rtseg.meta"
 
@@ -70,11 +72,26 @@ class ModelMeta:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelMeta:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(d) - known
+        """The metadata an artifact recorded; ``ArtifactError`` (one line, what to do) when it
+        is not a metadata record this rtseg can read."""
+        if not isinstance(d, dict):
+            raise ArtifactError(f"the artifact's model metadata is a {type(d).__name__}, not a record; "
+                                "re-export it with rtseg-export")
+        unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"ModelMeta: unknown fields {sorted(unknown)}")
-        d = dict(d)
+            # Fields a newer rtseg added: guessing what they mean could run the model wrongly.
+            raise ArtifactError(f"the artifact's model metadata has fields this rtseg does not know "
+                                f"({', '.join(sorted(unknown))}): it was written by a newer rtseg; upgrade "
+                                "rtseg, or re-export the artifact with this version")
+        try:
+            return cls._from_known(dict(d))
+        except (KeyError, TypeError, ValueError) as exc:
+            what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+            raise ArtifactError(f"the artifact's model metadata is damaged ({what}); re-export it "
+                                "with rtseg-export") from None
+
+    @classmethod
+    def _from_known(cls, d: dict[str, Any]) -> ModelMeta:
         d["class_names"] = tuple(str(c) for c in d["class_names"])
         d["palette"] = tuple(tuple(int(v) for v in c) for c in d["palette"])
         d["mean"] = tuple(float(v) for v in d["mean"])
@@ -89,4 +106,9 @@ class ModelMeta:
 
     @classmethod
     def from_json(cls, text: str) -> ModelMeta:
-        return cls.from_dict(json.loads(text))
+        try:
+            d = json.loads(text)
+        except ValueError:
+            raise ArtifactError("the artifact's model metadata is not valid JSON; re-export it with "
+                                "rtseg-export") from None
+        return cls.from_dict(d)

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from rtseg.core.datasets_meta import IMAGENET_MEAN
+from rtseg.core.frames import resize_to_model
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,7 @@ class TrainAugment:
 
 def resize_for_model(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize a BGR frame to the model input (H, W) the way the live pipeline does (linear)."""
-    if img.shape[:2] == tuple(size):
-        return img
-    return cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    return resize_to_model(img, (int(size[0]), int(size[1])))
 
 
 def normalize_bgr(img: np.ndarray, mean: tuple[float, float, float], std: tuple[float, float, float],

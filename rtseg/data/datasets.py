@@ -21,6 +21,7 @@ Layouts:
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,13 +37,13 @@ from rtseg.core.datasets_meta import (
     generic_classes,
 )
 from rtseg.core.errors import UserInputError
+from rtseg.core.frames import IMAGE_EXTENSIONS
 
 RGB = tuple[int, int, int]
 
 #: Default CamVid location, relative to the repository root (the CI layout).
 DEFAULT_CAMVID_ROOT = "../shared/datasets/camvid"
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 DATASET_KINDS = ("auto", "camvid", "cityscapes", "folder")
 
 # Cityscapes labelIds -> trainIds (cityscapesScripts' labels table: 19 evaluated
@@ -158,7 +159,7 @@ def _pair_by_stem(images: list[Path], labels: list[Path], label_stem=lambda p: p
     return pairs, orphan_images, orphan_labels
 
 
-def _files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+def _files(folder: Path, suffixes: Collection[str]) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
 
 
@@ -183,7 +184,7 @@ def load_camvid(root: str | Path, split: str = "train") -> SegDataset:
     _need_dir(img_dir, f"CamVid {split} images")
     _need_dir(lab_dir, f"CamVid {split} labels")
     info = DatasetInfo("camvid", CAMVID_CLASSES, CAMVID_PALETTE, CAMVID_IGNORE_INDEX)
-    pairs, oi, ol = _pair_by_stem(_files(img_dir, IMAGE_SUFFIXES), _files(lab_dir, (".png",)))
+    pairs, oi, ol = _pair_by_stem(_files(img_dir, IMAGE_EXTENSIONS), _files(lab_dir, (".png",)))
     lut, valid = _identity_lut(info.num_classes, info.ignore_index)
     return SegDataset(info, root, split, pairs, lut, valid, oi, ol)
 
@@ -265,7 +266,7 @@ def load_folder(root: str | Path, split: str | None = None) -> SegDataset:
     img_dir, lab_dir = _split_dirs(root, use_split)
     _need_dir(img_dir, "images")
     _need_dir(lab_dir, "labels")
-    pairs, oi, ol = _pair_by_stem(_files(img_dir, IMAGE_SUFFIXES), _files(lab_dir, (".png",)))
+    pairs, oi, ol = _pair_by_stem(_files(img_dir, IMAGE_EXTENSIONS), _files(lab_dir, (".png",)))
     lut, valid = _identity_lut(info.num_classes, info.ignore_index)
     return SegDataset(info, root, split, pairs, lut, valid, oi, ol)
 
