@@ -49,3 +49,32 @@ def small_video(tmp_path_factory) -> Path:
         writer.write(street_frame(120, 160, t=t))
     writer.release()
     return path
+
+
+@pytest.fixture(scope="session")
+def int8_onnx(tmp_path_factory) -> Path:
+    """A Q/DQ INT8 ONNX (tiny network, 64x96) calibrated on synthetic street frames: rtseg.precision 'int8'."""
+    from precision_helpers import export, street_frames, tiny_model
+
+    from rtseg.export.quantize import quantize_int8
+
+    d = tmp_path_factory.mktemp("int8cli")
+    src = export(tiny_model(), d / "tiny.onnx", (64, 96))
+    quantize_int8(src, d / "tiny_int8.onnx", calib_frames=street_frames(4, (64, 96)))
+    return d / "tiny_int8.onnx"
+
+
+@pytest.fixture(scope="session")
+def engine_pair(tmp_path_factory) -> Path:
+    """A TensorRT engine file with a real sidecar (the plan bytes are never read without TensorRT)."""
+    from precision_helpers import camvid_meta
+
+    from rtseg.export import engine_cache as ec
+
+    platform = ec.Platform("10.13.0.35", "NVIDIA H100 80GB HBM3", "9.0")
+    req = ec.BuildRequest("ab" * 32, "tiny", "fp16", SMALL_SIZE, (1, 1, 1))
+    paths = ec.engine_paths(tmp_path_factory.mktemp("engine"), req, platform)
+    ec.publish(paths, b"not a plan", ec.make_sidecar(req, platform, camvid_meta(), engine=paths.engine,
+                                                    key=paths.key, build_seconds=0.0, trtexec="",
+                                                    rebuild="rtseg-export ..."))
+    return paths.engine

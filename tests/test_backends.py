@@ -76,7 +76,7 @@ def test_bad_artifacts(tmp_path):
         create_backend("openvino", junk)
     with pytest.raises(UserInputError, match="unknown backend"):
         create_backend("cuda-magic", junk)
-    with pytest.raises(BackendError, match="precision"):
+    with pytest.raises(UserInputError, match="precision"):
         create_backend("openvino", junk, precision="int4")
 
 
@@ -93,3 +93,40 @@ def test_onnx_backends_do_not_import_torch_or_qt(small_onnx):
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_torch_cuda_puts_a_copy_of_the_weights_on_the_device():
+    """Module.to() moves in place: the device graph must be built from a copy, so that dropping it in
+    deactivate() frees every device tensor and the CPU model stays on the CPU (checked on PyTorch's
+    'meta' device, which stands for any device here without a GPU)."""
+    import torch
+
+    from rtseg.runtime.torch_cuda_backend import TorchCudaBackend
+
+    be = TorchCudaBackend(None, model="stdc1", num_classes=11, input_size=(64, 64))
+    graph = be._device_graph(torch.device("meta"))
+    assert graph.model is not be._loaded.model
+    assert {p.device.type for p in graph.parameters()} == {"meta"}
+    assert {p.device.type for p in be._loaded.model.parameters()} == {"cpu"}  # untouched by the move
+    assert str(be.info().precision) == "fp16"  # torch-cuda's default, before any GPU is touched
+
+
+def test_logits_are_an_optional_output_of_the_backend(small_onnx, tmp_path, frames):
+    from rtseg.export.onnx_export import export_onnx
+    from rtseg.models.deploy import load_for_deploy
+
+    loaded = load_for_deploy("stdc1", 11, None)
+    with_logits = tmp_path / "logits.onnx"
+    export_onnx(loaded.model, loaded.meta, input_size=SMALL_SIZE, path=with_logits, with_logits=True, verify=False)
+    f = frames[:1]
+    for be in (create_backend("onnxruntime", with_logits), create_backend("openvino", with_logits),
+               create_backend("torch", None, model="stdc1", num_classes=11, input_size=SMALL_SIZE)):
+        with be:
+            assert be.has_logits
+            labels, logits = be.infer_with_logits(f)
+            assert logits.shape == (1, 11, *SMALL_SIZE) and logits.dtype == np.float32
+            assert np.mean(labels == logits.argmax(1)) > 0.999 and np.mean(labels == be.infer(f)) > 0.999
+    with create_backend("onnxruntime", small_onnx) as be:
+        assert not be.has_logits
+        with pytest.raises(BackendError, match="no logits output; export the ONNX with rtseg-export --logits"):
+            be.infer_with_logits(f)

@@ -21,7 +21,7 @@ from rtseg.core.errors import BackendError, UserInputError
 from rtseg.core.hashing import file_sha256
 from rtseg.export import engine_cache as ec
 from rtseg.export import tensorrt_build as tb
-from rtseg.export import trt_compat as tc
+from rtseg.runtime import trt_compat as tc
 
 SIZE = (64, 96)
 HAS_TRT = tc.tensorrt_available()
@@ -98,7 +98,7 @@ def test_without_tensorrt_the_error_says_how_to_install(tiny_onnx: Path, tmp_pat
 
 def test_backends_import_without_tensorrt_or_cuda() -> None:
     code = ("import sys, rtseg.runtime.tensorrt_backend, rtseg.runtime.torch_cuda_backend, "
-            "rtseg.export.tensorrt_build, rtseg.export.trt_compat; "
+            "rtseg.export.tensorrt_build, rtseg.runtime.trt_compat; "
             "assert 'tensorrt' not in sys.modules, 'imported tensorrt eagerly'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -174,7 +174,8 @@ def test_int8_over_budget_is_rejected_before_building(tiny_onnx: Path, calib_dir
 @skip_no_trt
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_build_run_and_reuse_engine(precision: str, tiny_onnx: Path, calib_dir: Path, tmp_path: Path) -> None:
-    from rtseg.benchmark.parity import onnxruntime_runner, parity_report
+    from rtseg.eval.parity import compare_backends
+    from rtseg.runtime.onnxruntime_backend import OnnxRuntimeBackend
     from rtseg.runtime.tensorrt_backend import TensorRTBackend
 
     calib = calib_dir if precision == "int8" else None
@@ -185,10 +186,11 @@ def test_build_run_and_reuse_engine(precision: str, tiny_onnx: Path, calib_dir: 
     again = tb.build_engine(tiny_onnx, precision=precision, out_dir=tmp_path, calib_source=calib, calib_frames=8,
                             int8_budget=100.0)
     assert again.engine == paths.engine and not again.built  # reused from the cache
-    with TensorRTBackend(paths.engine) as be:
+    with TensorRTBackend(paths.engine) as be, OnnxRuntimeBackend(tiny_onnx) as ref:
         frames = street_frames(4, SIZE)
-        rep = parity_report(onnxruntime_runner(tiny_onnx), be.infer, (f[None] for f in frames),
-                            be.meta.class_names, candidate_name=f"trt {precision}")
+        rep = compare_backends(ref, be, (f[None] for f in frames), be.meta.class_names,
+                               candidate_name=f"trt {precision}")
+        assert str(be.info().precision) == {"fp32": "f32"}.get(precision, precision)
         assert set(be.last_timings) == {"h2d", "compute", "d2h", "total"}
         assert all(v >= 0 for v in be.last_timings.values())
         # Two in flight (double buffering) give the same labels, in order, as one at a time.
@@ -283,3 +285,40 @@ def test_int8_calibrates_a_dynamic_batch_graph(tmp_path: Path, calib_dir: Path) 
     assert req.batch_range == (1, 2, 4)
     rep = quantize_int8(src, tmp_path / "dyn_int8.onnx", calib_source=calib_dir, max_frames=4)
     assert rep.calibration_frames == 4 and rep.quantized_nodes > 0
+
+
+def _io(labels_dtype: str = "UINT8", labels_shape: tuple[int, ...] = (-1, 64, 96), **extra: dict) -> list[dict]:
+    io = [{"name": "frames", "mode": "input", "dtype": "UINT8", "shape": [-1, 64, 96, 3]},
+          {"name": "labels", "mode": "output", "dtype": labels_dtype, "shape": list(labels_shape)}]
+    return io + list(extra.values())
+
+
+def test_engine_io_must_be_what_the_device_buffers_hold() -> None:
+    """The check the TensorRT backend runs on ``io_tensors(engine)`` before sizing its buffers:
+    uint8 labels [N,H,W] (an INT32/INT64 labels engine would overrun the one-byte-per-pixel
+    buffer), uint8 frames [N,H,W,3], float logits only, no other input."""
+    from rtseg.runtime.tensorrt_backend import check_engine_io
+
+    shape = (1, 64, 96)
+    check_engine_io(_io(), shape, "m.engine")
+    check_engine_io([{**t, "shape": [1, *t["shape"][1:]]} for t in _io()], shape, "m.engine")  # static batch
+    logits = {"name": "logits", "mode": "output", "dtype": "HALF", "shape": [-1, 11, 64, 96]}
+    check_engine_io(_io(logits=logits), shape, "m.engine")
+    bad = [
+        (_io("INT32"), "'labels' is INT32"),
+        (_io("INT64"), "'labels' is INT64"),
+        (_io(labels_shape=(-1, 1, 64, 96)), "'labels' is UINT8 \\[-1, 1, 64, 96\\]"),
+        (_io(labels_shape=(-1, 32, 48)), "rtseg runs uint8 \\[1, 64, 96\\]"),
+        (_io(labels_shape=(2, 64, 96)), "'labels'"),
+        ([{**_io()[0], "dtype": "FLOAT"}, _io()[1]], "'frames' is FLOAT"),
+        ([{**_io()[0], "shape": [-1, 3, 64, 96]}, _io()[1]], "'frames'"),
+        (_io(extra={"name": "scale", "mode": "input", "dtype": "FLOAT", "shape": [1]}), "extra input 'scale'"),
+        (_io(logits={**logits, "dtype": "INT32"}), "'logits' is INT32"),
+        (_io(logits={**logits, "shape": [-1, 11, 32, 48]}), "'logits'"),
+        (_io()[:1], "not frames/labels"),
+        ([_io()[0], {**_io()[1], "mode": "input"}], "'labels' is an input"),
+    ]
+    for io, match in bad:
+        with pytest.raises(BackendError, match=match) as e:
+            check_engine_io(io, shape, "m.engine")
+        assert "\n" not in str(e.value) and "rebuild" in str(e.value)

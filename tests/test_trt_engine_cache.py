@@ -33,8 +33,11 @@ def test_batch_range_parsing() -> None:
     for bad in ("4:2:8", "0:1:1", "1:2", "a:b:c"):
         with pytest.raises(UserInputError, match="batch-range"):
             ec.parse_batch_range(bad)
-    with pytest.raises(UserInputError, match="--precision"):
+    with pytest.raises(UserInputError, match="precision"):
         replace(REQ, precision="int4")
+    with pytest.raises(UserInputError, match="built at f32, fp16, int8, not bf16"):
+        replace(REQ, precision="bf16")
+    assert replace(REQ, precision="fp32").precision == replace(REQ, precision="f32").precision == "f32"
 
 
 def test_name_and_key_carry_everything_that_makes_an_engine_valid(tmp_path: Path) -> None:
@@ -135,3 +138,21 @@ def test_calibration_fingerprint(tmp_path: Path) -> None:
     assert f1 != ec.calib_fingerprint(tmp_path, 64, "minmax")
     with pytest.raises(UserInputError, match="does not exist"):
         ec.calib_fingerprint(tmp_path / "missing", 64, "minmax")
+
+
+def test_a_second_checkpoint_does_not_evict_the_first(tmp_path: Path) -> None:
+    """Two checkpoints of one model at one size, batch and precision keep one engine each; only an
+    engine of the *same* ONNX built elsewhere (another TensorRT/GPU, other options) is stale."""
+    from rtseg.export import tensorrt_build as tb
+
+    first = _publish(tmp_path)  # stdc1 360x480 b1-2-4 fp16 from ONNX ab...
+    other = replace(REQ, onnx_sha256="cd" * 32)  # another checkpoint's export
+    other_paths = ec.engine_paths(tmp_path, other, H100)
+    assert other_paths.engine.name.split("_trt")[0] == first.engine.name.split("_trt")[0]  # same name prefix
+    assert tb.stale_engines(tmp_path, other_paths, other.onnx_sha256) == []
+    second = _publish(tmp_path, other)
+    assert first.engine.is_file() and second.engine.is_file()
+    # The first checkpoint's ONNX built for an older TensorRT is what --rebuild-on-mismatch replaces.
+    older = _publish(tmp_path, REQ, replace(H100, trt_version="10.12.0.36"))
+    assert tb.stale_engines(tmp_path, first, REQ.onnx_sha256) == [older.engine]
+    assert tb.stale_engines(tmp_path, second, other.onnx_sha256) == []

@@ -21,7 +21,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 FILES = [
-    "rtseg/export/trt_compat.py",
+    "rtseg/runtime/trt_compat.py",
+    "rtseg/runtime/engine_file.py",
     "rtseg/export/tensorrt_build.py",
     "rtseg/export/engine_cache.py",
     "rtseg/runtime/tensorrt_backend.py",

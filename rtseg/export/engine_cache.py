@@ -11,9 +11,10 @@ precision and shape profile it was built from. All of that goes into
   and TensorRT refuses foreign bytes) with the model metadata, build options,
   platform and the equivalent ``trtexec`` command.
 
-Loading reads the sidecar first and compares it with the running TensorRT and
-GPU *before* deserialising, so a mismatch is a one-line message saying what
-differs and how to rebuild instead of a TensorRT crash.
+Reading a sidecar and checking it against the running TensorRT and GPU is
+what a backend needs to load an engine, so it lives in
+``rtseg.runtime.engine_file`` (re-exported here); this module adds what only
+the builder needs: names, keys, the sidecar document and atomic publication.
 
 No TensorRT import here: this module is plain data and files, tested on CPU.
 """
@@ -32,34 +33,23 @@ from pathlib import Path
 from typing import Any
 
 from rtseg.core.atomic import atomic_path
-from rtseg.core.errors import BackendError, UserInputError
+from rtseg.core.errors import UserInputError
 from rtseg.core.hashing import file_sha256
 from rtseg.core.meta import ModelMeta
+from rtseg.core.precision import Precision
 
-SIDECAR_SCHEMA = 1
-ENGINE_SUFFIX = ".engine"
-SIDECAR_SUFFIX = ".json"
-PRECISIONS = ("fp32", "fp16", "int8")
+# The cache's file layer, re-exported for the builder ("X as X": an explicit re-export).
+from rtseg.runtime.engine_file import ENGINE_SUFFIX as ENGINE_SUFFIX
+from rtseg.runtime.engine_file import SIDECAR_SCHEMA as SIDECAR_SCHEMA
+from rtseg.runtime.engine_file import SIDECAR_SUFFIX as SIDECAR_SUFFIX
+from rtseg.runtime.engine_file import Platform as Platform
+from rtseg.runtime.engine_file import check_compatible as check_compatible
+from rtseg.runtime.engine_file import mismatches as mismatches
+from rtseg.runtime.engine_file import read_sidecar as read_sidecar
+from rtseg.runtime.engine_file import sidecar_path as sidecar_path
 
-
-@dataclass(frozen=True)
-class Platform:
-    """The TensorRT + GPU an engine is built for (or is being loaded on)."""
-
-    trt_version: str  # "10.13.0.35"
-    gpu_name: str  # "NVIDIA H100 80GB HBM3"
-    compute_capability: str  # "9.0"
-    driver: str = "unknown"
-    cuda: str = "unknown"
-
-    @property
-    def sm(self) -> str:
-        return self.compute_capability.replace(".", "")
-
-    @property
-    def trt_short(self) -> str:
-        """major.minor: engines are not portable across TensorRT minor versions either."""
-        return ".".join(self.trt_version.split(".")[:2])
+#: Precisions an engine can be built at (TensorRT spells them fp32/fp16/int8; ``Precision`` parses both).
+PRECISIONS = (Precision.F32, Precision.FP16, Precision.INT8)
 
 
 @dataclass(frozen=True)
@@ -68,7 +58,7 @@ class BuildRequest:
 
     onnx_sha256: str
     model: str
-    precision: str
+    precision: Precision  # any spelling is parsed (fp32 or f32...)
     input_size: tuple[int, int]  # (H, W)
     batch_range: tuple[int, int, int]  # (min, opt, max)
     workspace_gb: float | None = None
@@ -76,8 +66,11 @@ class BuildRequest:
     options: dict[str, Any] = field(default_factory=dict)  # other builder options, recorded
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise UserInputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        precision = Precision.parse(self.precision)
+        if precision not in PRECISIONS:
+            raise UserInputError(f"a TensorRT engine is built at {', '.join(map(str, PRECISIONS))}, "
+                                 f"not {precision}")
+        object.__setattr__(self, "precision", precision)  # frozen: normalise the spelling once
         lo, opt, hi = self.batch_range
         if not (1 <= lo <= opt <= hi):
             raise UserInputError(f"--batch-range must satisfy 1 <= MIN <= OPT <= MAX, got {lo}:{opt}:{hi}")
@@ -150,10 +143,6 @@ def engine_paths(out_dir: str | os.PathLike[str], req: BuildRequest, platform: P
     return EnginePaths(d / (stem + ENGINE_SUFFIX), d / (stem + SIDECAR_SUFFIX), key)
 
 
-def sidecar_path(engine: str | os.PathLike[str]) -> Path:
-    return Path(engine).with_suffix(SIDECAR_SUFFIX)
-
-
 def trtexec_command(onnx_for_build: str | os.PathLike[str], engine: str | os.PathLike[str], req: BuildRequest,
                     *, input_name: str = "frames", timing_cache: str | os.PathLike[str] | None = None) -> str:
     """The equivalent ``trtexec`` command line (for users who want to reproduce a build by hand).
@@ -197,52 +186,6 @@ def make_sidecar(req: BuildRequest, platform: Platform, meta: ModelMeta, *, engi
         "trtexec": trtexec,
         "rebuild": rebuild,
     }
-
-
-def read_sidecar(engine: str | os.PathLike[str]) -> dict[str, Any]:
-    """The sidecar of ``engine``; ``BackendError`` if it is missing or unreadable."""
-    eng = Path(engine)
-    side = sidecar_path(eng)
-    if not eng.is_file():
-        raise BackendError(f"engine {eng} not found; build it with `rtseg-export --format engine`")
-    if not side.is_file():
-        raise BackendError(f"engine {eng.name} has no sidecar {side.name}, so rtseg cannot check it was built "
-                           "for this TensorRT and GPU; rebuild it with `rtseg-export --format engine`")
-    try:
-        data = json.loads(side.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BackendError(f"sidecar {side} is unreadable ({exc}); delete both files and rebuild") from None
-    if not isinstance(data, dict) or data.get("schema") != SIDECAR_SCHEMA:
-        raise BackendError(f"sidecar {side} has an unknown format; delete both files and rebuild")
-    return data
-
-
-def mismatches(sidecar: dict[str, Any], platform: Platform) -> list[str]:
-    """What differs between where an engine was built and where it is loaded (empty: compatible).
-
-    TensorRT version (major.minor) and compute capability must match; a
-    different GPU model of the same architecture, or another driver, is fine.
-    """
-    built = sidecar.get("platform", {})
-    out = []
-    b_trt = ".".join(str(built.get("trt_version", "?")).split(".")[:2])
-    if b_trt != platform.trt_short:
-        out.append(f"TensorRT {built.get('trt_version')} (here {platform.trt_version})")
-    if str(built.get("compute_capability")) != platform.compute_capability:
-        out.append(f"GPU compute capability {built.get('compute_capability')} "
-                   f"[{built.get('gpu_name')}] (here {platform.compute_capability} [{platform.gpu_name}])")
-    return out
-
-
-def check_compatible(engine: str | os.PathLike[str], platform: Platform) -> dict[str, Any]:
-    """Read and check the sidecar before deserialising; return it, or raise ``BackendError`` saying what differs."""
-    data = read_sidecar(engine)
-    diff = mismatches(data, platform)
-    if diff:
-        rebuild = data.get("rebuild") or "rtseg-export --format engine ..."
-        raise BackendError(f"engine {Path(engine).name} was built for " + "; ".join(diff) +
-                           f": rebuild it here with `{rebuild}` (or add --rebuild-on-mismatch)")
-    return data
 
 
 def find_cached(paths: EnginePaths) -> bool:

@@ -69,10 +69,6 @@ def verification_frames(n: int, height: int, width: int, sample_video: str | Pat
     return np.stack(frames)
 
 
-def _label_agreement(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.mean(a == b))
-
-
 def export_onnx(
     model,  # rtseg.models.base.SegModel (torch imported lazily)
     meta: ModelMeta,
@@ -174,11 +170,20 @@ def export_onnx(
 
 
 def _verify_against_torch(graph, onnx_path: Path, frames: np.ndarray, batch: int) -> float:
-    import onnxruntime as ort
+    """Mean label agreement of the exported file on ONNX Runtime with PyTorch.
+
+    A raw session, not the backend: the file may have a dynamic batch (for a TensorRT
+    batch range), which the ONNX backends refuse."""
     import torch
 
-    opts = ort.SessionOptions()
-    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    from rtseg.eval.parity import label_agreement
+
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ExportError("verifying the export needs onnxruntime: pip install 'rtseg[cpu]', or pass "
+                          "--no-verify") from None
+    sess = ort.InferenceSession(str(onnx_path), ort.SessionOptions(), providers=["CPUExecutionProvider"])
     agree = []
     for i in range(0, len(frames) - batch + 1, batch):
         chunk = frames[i:i + batch]
@@ -188,7 +193,7 @@ def _verify_against_torch(graph, onnx_path: Path, frames: np.ndarray, batch: int
         got = sess.run(["labels"], {"frames": chunk})[0]
         if got.dtype != np.uint8 or got.shape != ref.shape:
             raise ExportError(f"ONNX labels have dtype {got.dtype} shape {got.shape}, expected uint8 {ref.shape}")
-        agree.append(_label_agreement(got, ref))
+        agree.append(label_agreement(ref, got))
     return float(np.mean(agree))
 
 

@@ -33,12 +33,11 @@ from typing import TYPE_CHECKING
 
 from rtseg.core.atomic import atomic_path
 from rtseg.core.errors import ExportError, UserInputError
+from rtseg.core.precision import Precision
+from rtseg.runtime.onnx_file import PRECISION_META_KEY
 
 if TYPE_CHECKING:
     import onnx
-
-#: metadata_props key recording how the graph's arithmetic precision was set.
-PRECISION_META_KEY = "rtseg.precision"
 
 #: Op types computed in FP32 even in a mixed-precision graph (see module docstring).
 KEEP_FP32_OPS: frozenset[str] = frozenset({
@@ -269,7 +268,7 @@ def mixed_fp16_model(
     except Exception as exc:
         raise ExportError(f"the mixed-precision graph failed ONNX validation ({exc}); "
                           "this is a bug in rtseg's FP16 conversion, please report it with the model name") from None
-    _set_meta(m, PRECISION_META_KEY, "fp16")
+    _set_meta(m, PRECISION_META_KEY, str(Precision.FP16))
     report = Fp16Report(Path(), sum(half_node), len(half_node) - sum(half_node), casts, tuple(kept))
     return m, report
 
@@ -306,9 +305,9 @@ def convert_to_mixed_fp16(
     return Fp16Report(out, report.fp16_nodes, report.fp32_nodes, report.casts_inserted, report.kept_fp32)
 
 
-def read_precision(model: onnx.ModelProto) -> str:
+def read_precision(model: onnx.ModelProto) -> Precision:
     """``fp16`` (mixed), ``int8`` (Q/DQ) or ``f32`` (the default when no key is set)."""
     for p in model.metadata_props:
         if p.key == PRECISION_META_KEY:
-            return p.value
-    return "f32"
+            return Precision.parse(p.value)
+    return Precision.F32

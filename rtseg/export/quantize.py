@@ -18,7 +18,8 @@ Choices, each because of what TensorRT accepts or what keeps accuracy:
   like the FP16 path keeps them in FP32;
 - the calibration reader feeds *uint8 BGR frames at model size*, exactly what
   the deploy graph takes, so the graph's own preprocessing is what gets
-  calibrated (resized with cv2 linear, as the pipeline does).
+  calibrated (read by ``rtseg.pipeline.sampling.read_frames``: the pipeline's
+  own sources and resize).
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ import numpy as np
 
 from rtseg.core.atomic import atomic_path
 from rtseg.core.errors import ExportError, UserInputError
+from rtseg.core.precision import Precision
 
 if TYPE_CHECKING:
     import onnx
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 CALIB_METHODS = ("minmax", "percentile", "entropy")
 #: Ops whose inputs get Q/DQ pairs.
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -49,55 +50,6 @@ class Int8Report:
     calibration_frames: int
     method: str
     quantized_nodes: int  # nodes of QUANTIZED_OPS that received Q/DQ inputs
-
-
-def read_frames(source: str | os.PathLike[str], input_size: tuple[int, int], max_frames: int) -> np.ndarray:
-    """Up to ``max_frames`` uint8 BGR frames ``[N,H,W,3]`` at ``input_size`` from a video or folder.
-
-    Frames are spread evenly over the video (or the sorted image list), so a
-    long clip is sampled across its length rather than just its first seconds.
-    """
-    import cv2
-
-    if max_frames < 1:
-        raise UserInputError(f"calibration needs at least 1 frame, got max_frames={max_frames}")
-    h, w = input_size
-    src = Path(source)
-    frames: list[np.ndarray] = []
-    if src.is_dir():
-        files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise UserInputError(f"calibration folder {src} has no images ({', '.join(IMAGE_SUFFIXES)})")
-        step = max(1, len(files) // max_frames)
-        for p in files[::step][:max_frames]:
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if img is None:
-                raise UserInputError(f"cannot decode calibration image {p}; remove it or convert it to JPEG/PNG")
-            frames.append(cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR))
-    elif src.is_file():
-        cap = cv2.VideoCapture(str(src))
-        if not cap.isOpened():
-            raise UserInputError(f"cannot open calibration video {src}; pass a video OpenCV can read or a folder of images")
-        try:
-            total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-            # Containers without a frame count are read sequentially.
-            wanted = set(np.linspace(0, total - 1, num=min(max_frames, total)).astype(int).tolist()) \
-                if total > 0 else None
-            i = 0
-            while len(frames) < max_frames:
-                ok, img = cap.read()
-                if not ok:
-                    break
-                if wanted is None or i in wanted:
-                    frames.append(cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR))
-                i += 1
-        finally:
-            cap.release()
-        if not frames:
-            raise UserInputError(f"calibration video {src} has no readable frames")
-    else:
-        raise UserInputError(f"calibration source {src} does not exist; pass a video file or a folder of images")
-    return np.stack(frames)
 
 
 def _input_spec(model: onnx.ModelProto) -> tuple[str, tuple[int, int, int]]:
@@ -176,6 +128,8 @@ def quantize_int8(
         if calib_source is None:
             raise UserInputError("INT8 needs calibration frames: pass --calib-source VIDEO_OR_FOLDER "
                                  "with footage like what the model will see")
+        from rtseg.pipeline.sampling import read_frames  # the pipeline's sources and resize
+
         calib_frames = read_frames(calib_source, (h, w), max_frames)
     if calib_frames.dtype != np.uint8 or calib_frames.shape[1:] != (h, w, 3):
         raise UserInputError(f"calibration frames must be uint8 [N,{h},{w},3], got "
@@ -210,7 +164,7 @@ def quantize_int8(
         for p in model.metadata_props:
             if p.key not in have:
                 _set_meta(q, p.key, p.value)
-        _set_meta(q, PRECISION_META_KEY, "int8")
+        _set_meta(q, PRECISION_META_KEY, str(Precision.INT8))
         producers = {o: n for n in q.graph.node for o in n.output}
         quantized = sum(
             1 for n in q.graph.node if n.op_type in QUANTIZED_OPS

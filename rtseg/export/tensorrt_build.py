@@ -37,8 +37,9 @@ from rtseg.core.atomic import atomic_write_bytes
 from rtseg.core.errors import BackendError, ExportError, UserInputError
 from rtseg.core.hashing import file_sha256
 from rtseg.core.meta import ONNX_META_KEY, ModelMeta
+from rtseg.core.precision import Precision
 from rtseg.export import engine_cache as ec
-from rtseg.export import trt_compat as tc
+from rtseg.runtime import trt_compat as tc
 
 DEFAULT_OUT_DIR = Path("engines")
 
@@ -53,7 +54,7 @@ class OnnxInfo:
     input_name: str
     input_size: tuple[int, int]  # H, W
     batch: int  # the batch the ONNX was exported with (first dim), 0 if dynamic
-    precision: str  # rtseg.precision of the file: must be f32 to build from
+    precision: Precision  # rtseg.precision of the file: must be f32 to build from
 
 
 def read_onnx_info(onnx_path: str | os.PathLike[str]) -> OnnxInfo:
@@ -77,17 +78,18 @@ def read_onnx_info(onnx_path: str | os.PathLike[str]) -> OnnxInfo:
     if len(shape) != 4 or shape[3] != 3 or shape[1] <= 0 or shape[2] <= 0:
         raise UserInputError(f"{p.name} input is not [N,H,W,3] frames; export it with rtseg-export")
     return OnnxInfo(p, file_sha256(p), meta, inputs[0].name, (shape[1], shape[2]), shape[0],
-                    props.get("rtseg.precision", "f32"))
+                    Precision.parse(props.get("rtseg.precision", "f32")))
 
 
 detect_platform = tc.detect_platform
 
 
-def make_request(info: OnnxInfo, *, precision: str, batch_range: tuple[int, int, int],
+def make_request(info: OnnxInfo, *, precision: str | Precision, batch_range: tuple[int, int, int],
                  workspace_gb: float | None, calib_source: str | os.PathLike[str] | None,
                  calib_frames: int, calib_method: str) -> ec.BuildRequest:
     """The cache-relevant description of a build (no TensorRT needed)."""
-    if info.precision != "f32":
+    precision = Precision.parse(precision)
+    if info.precision is not Precision.F32:
         raise UserInputError(f"{info.path.name} is already a {info.precision} graph; build from the FP32 export "
                              "and pass --precision instead")
     if info.batch and (batch_range[0] != info.batch or batch_range[2] != info.batch):
@@ -95,7 +97,7 @@ def make_request(info: OnnxInfo, *, precision: str, batch_range: tuple[int, int,
             f"{info.path.name} was exported for batch {info.batch}; export with --batch matching --batch-range "
             f"{':'.join(map(str, batch_range))} (or export a dynamic-batch ONNX)")
     fingerprint = None
-    if precision == "int8":
+    if precision is Precision.INT8:
         if calib_source is None:
             raise UserInputError("--precision int8 needs --calib-source VIDEO_OR_FOLDER with footage like what "
                                  "the model will see")
@@ -105,8 +107,8 @@ def make_request(info: OnnxInfo, *, precision: str, batch_range: tuple[int, int,
     return ec.BuildRequest(onnx_sha256=info.sha256, model=info.meta.model, precision=precision,
                            input_size=info.input_size, batch_range=batch_range, workspace_gb=workspace_gb,
                            calib_fingerprint=fingerprint,
-                           options={"calib_frames": calib_frames if precision == "int8" else None,
-                                    "calib_method": calib_method if precision == "int8" else None})
+                           options={"calib_frames": calib_frames if precision is Precision.INT8 else None,
+                                    "calib_method": calib_method if precision is Precision.INT8 else None})
 
 
 @contextlib.contextmanager
@@ -129,17 +131,19 @@ def prepare_onnx(info: OnnxInfo, req: ec.BuildRequest, scratch: Path, *,
     """
     if progress:
         progress(f"prepare {req.precision} ONNX", 0, 1)
-    if req.precision == "fp32":
+    if req.precision is Precision.F32:
         out = info.path
-    elif req.precision == "fp16":
+    elif req.precision is Precision.FP16:
         from rtseg.export.precision import convert_to_mixed_fp16
 
         out = convert_to_mixed_fp16(info.path, scratch / "mixed_fp16.onnx").path
     else:
         import numpy as np
 
-        from rtseg.benchmark.parity import check_int8_budget, onnxruntime_runner, parity_report
-        from rtseg.export.quantize import quantize_int8, read_frames
+        from rtseg.eval.parity import check_int8_budget, compare_backends
+        from rtseg.export.quantize import quantize_int8
+        from rtseg.pipeline.sampling import read_frames
+        from rtseg.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
         assert calib_source is not None  # make_request guarantees it
         n = int(req.options.get("calib_frames") or 64)
@@ -153,8 +157,9 @@ def prepare_onnx(info: OnnxInfo, req: ec.BuildRequest, scratch: Path, *,
                             method=str(req.options.get("calib_method") or "minmax"), progress=progress).path
         b = max(1, info.batch)
         batches = [held_out[i:i + b] for i in range(0, len(held_out) - b + 1, b)]
-        report = parity_report(onnxruntime_runner(info.path), onnxruntime_runner(out), batches,
-                               info.meta.class_names, candidate_name="int8 (ONNX Runtime CPU)")
+        with OnnxRuntimeBackend(info.path) as reference, OnnxRuntimeBackend(out) as candidate:
+            report = compare_backends(reference, candidate, batches, info.meta.class_names,
+                                      candidate_name="int8 (ONNX Runtime CPU)")
         print(report.summary(), file=sys.stderr)
         check_int8_budget(report, budget_points=int8_budget)
     out = trt_boundary_casts(out, scratch / f"{req.precision}_trt_io.onnx")
@@ -331,7 +336,7 @@ def build_engine(
     paths = ec.engine_paths(out, req, platform)
     if not force and ec.find_cached(paths):
         return paths
-    stale = stale_engines(out, paths)
+    stale = stale_engines(out, paths, req.onnx_sha256)
     if stale and not rebuild_on_mismatch and not force:
         side = ec.read_sidecar(stale[0])
         diff = ec.mismatches(side, platform) or ["other build options"]
@@ -355,17 +360,21 @@ def verify_engine(paths: ec.EnginePaths, fp32_onnx: Path, source: str | os.PathL
     mIoU points, nothing may be NaN/Inf. A failing engine and its sidecar are
     deleted and ``ExportError`` says why. Returns the ``ParityReport``.
     """
-    from rtseg.benchmark.parity import onnxruntime_runner, parity_on_source
+    from rtseg.benchmark.parity import parity_on_source
+    from rtseg.runtime.onnxruntime_backend import OnnxRuntimeBackend
     from rtseg.runtime.tensorrt_backend import TensorRTBackend
 
     be = TensorRTBackend(paths.engine)
+    precision = be.info().precision
     with be:
-        n, h, w = be.input_shape
+        n = be.input_shape[0]
         try:
-            report = parity_on_source(onnxruntime_runner(fp32_onnx), be.infer, source, input_size=(h, w),
-                                      class_names=be.meta.class_names, batch=n, max_frames=max_frames,
-                                      precision=str(be.sidecar["precision"]), int8_budget=int8_budget,
-                                      candidate_name=f"TensorRT {be.sidecar['precision']}")
+            with OnnxRuntimeBackend(fp32_onnx) as reference:
+                if reference.input_shape[0] != n:
+                    raise ExportError(f"{fp32_onnx.name} takes batch {reference.input_shape[0]}, the engine "
+                                      f"{n}; verify against an ONNX of the same batch")
+                report = parity_on_source(reference, be, source, max_frames=max_frames, precision=precision,
+                                          int8_budget=int8_budget, candidate_name=f"TensorRT {precision}")
         except ExportError:
             be.deactivate()
             ec.remove_pair(paths)
@@ -391,7 +400,7 @@ def run_build(info: OnnxInfo, req: ec.BuildRequest, platform: ec.Platform, paths
         sidecar = ec.make_sidecar(
             req, platform, info.meta, engine=paths.engine, key=paths.key, build_seconds=seconds,
             trtexec=ec.trtexec_command(
-                info.path if req.precision == "fp32" else f"<{req.precision} ONNX written by rtseg>",
+                info.path if req.precision is Precision.F32 else f"<{req.precision} ONNX written by rtseg>",
                 paths.engine, req, input_name=info.input_name, timing_cache=timing_cache),
             rebuild=command or rebuild_command(info.path, req, out, calib_source), io=io)
         ec.publish(paths, plan, sidecar)
@@ -417,10 +426,27 @@ class ConsoleProgress:
             self._last = line
 
 
-def stale_engines(out_dir: Path, paths: ec.EnginePaths) -> list[Path]:
-    """Engines in ``out_dir`` for the same model, size, batch range and precision but another key."""
+def stale_engines(out_dir: Path, paths: ec.EnginePaths, onnx_sha256: str) -> list[Path]:
+    """Engines in ``out_dir`` built from the same ONNX (same checkpoint, size, batch range and
+    precision) but with another key: made for another TensorRT/GPU or other build options.
+
+    An engine of another checkpoint with the same model name, size, batch and precision is
+    *not* stale: both stay (the names differ in their ONNX hash), so building one never evicts
+    the other. A pair whose sidecar cannot be read is judged by its name.
+    """
     prefix = paths.engine.name.split("_trt")[0] + "_trt"
-    return sorted(p for p in out_dir.glob(f"{prefix}*{ec.ENGINE_SUFFIX}") if p != paths.engine)
+    stale = []
+    for p in sorted(out_dir.glob(f"{prefix}*{ec.ENGINE_SUFFIX}")):
+        if p == paths.engine:
+            continue
+        try:
+            built_from = str(ec.read_sidecar(p).get("onnx_sha256", ""))
+        except BackendError:
+            built_from = ""
+        same_onnx = built_from == onnx_sha256 if built_from else f"_{onnx_sha256[:8]}_" in p.name
+        if same_onnx:
+            stale.append(p)
+    return stale
 
 
 def rebuild_command(onnx: Path, req: ec.BuildRequest, out_dir: Path, calib: str | os.PathLike[str] | None) -> str:

@@ -1,4 +1,4 @@
-"""Reading an rtseg ONNX artifact's metadata and I/O shape without a framework session."""
+"""Reading an rtseg ONNX artifact's metadata and I/O without a framework session."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from rtseg.core.errors import BackendError
+from rtseg.core.errors import BackendError, RtsegError
 from rtseg.core.meta import ONNX_META_KEY, ModelMeta
+from rtseg.core.precision import Precision
+
+#: metadata_props key recording the precision the graph was written at (``f32``, ``fp16``, ``int8``).
+PRECISION_META_KEY = "rtseg.precision"
 
 
 @dataclass(frozen=True)
@@ -15,7 +19,12 @@ class OnnxArtifact:
     path: Path
     meta: ModelMeta
     input_shape: tuple[int, int, int]  # N, H, W
-    precision: str  # as recorded at export: "f32", "fp16-mixed", "int8-qdq"
+    precision: Precision  # as the file records it (``rtseg.precision``); f32 when untagged
+    outputs: tuple[str, ...] = ("labels",)  # graph output names: "labels" and optionally "logits"
+
+    @property
+    def has_logits(self) -> bool:
+        return "logits" in self.outputs
 
     @classmethod
     def open(cls, path: str | Path) -> OnnxArtifact:
@@ -35,14 +44,20 @@ class OnnxArtifact:
                 f"{path} was not exported by rtseg (no {ONNX_META_KEY} metadata); "
                 "export it with rtseg-export --format onnx"
             )
-        meta = ModelMeta.from_json(props[ONNX_META_KEY])
+        try:
+            meta = ModelMeta.from_json(props[ONNX_META_KEY])
+            precision = Precision.parse(props.get(PRECISION_META_KEY, "f32"))
+        except RtsegError as exc:
+            raise BackendError(f"{path.name}: {exc}") from None
         inputs = [i for i in proto.graph.input if i.name == "frames"]
         if not inputs:
             raise BackendError(f"{path} has no 'frames' input; re-export it with rtseg-export")
         dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
         if len(dims) != 4 or dims[3] != 3 or min(dims) <= 0:
             raise BackendError(f"{path}: 'frames' must be a static [N,H,W,3] input, got {dims}")
-        precision = props.get("rtseg.precision", "f32")
+        outputs = tuple(o.name for o in proto.graph.output)
+        if "labels" not in outputs:
+            raise BackendError(f"{path} has no 'labels' output; re-export it with rtseg-export")
         if "rtseg.input" in props:
             json.loads(props["rtseg.input"])  # validates the record is intact
-        return cls(path, meta, (dims[0], dims[1], dims[2]), precision)
+        return cls(path, meta, (dims[0], dims[1], dims[2]), precision, outputs)

@@ -1,13 +1,25 @@
 """OpenVINO backend (CPU plugin) with an explicit inference precision.
 
-OpenVINO's CPU plugin silently runs in bf16 on CPUs that support it (this
-one does), which changes results and roughly doubles speed. We always set
+OpenVINO's CPU plugin silently runs in bf16 on CPUs that support it, which
+changes results and roughly doubles speed. We always set
 ``INFERENCE_PRECISION_HINT`` and report what the compiled model says it
-runs, never the default.
+runs, never the default; an INT8 Q/DQ graph is reported as ``int8`` (its
+quantized convolutions run in INT8 whatever the hint says about the rest).
+
+Asynchronous protocol: with ``requests=2`` the backend keeps two OpenVINO infer
+requests and ``submit`` starts one with ``start_async`` (the input is copied
+into the request's tensor, inference runs on OpenVINO's threads with the GIL
+released), so the pipeline's resize of the next frame and publication of the
+previous result overlap inference. ``collect`` waits for the oldest request.
+An ``AsyncInferQueue`` would fit the same protocol (``submit`` =
+``start_async`` with a sequence number as userdata, ``collect`` = wait for the
+oldest number); two plain requests are enough for two in flight. The default
+stays one synchronous request until the CPU speed work measures which pays.
 """
 
 from __future__ import annotations
 
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
@@ -15,30 +27,55 @@ import numpy as np
 
 from rtseg.core.errors import BackendError
 from rtseg.core.meta import ModelMeta
+from rtseg.core.precision import Precision
 from rtseg.runtime.base import Backend, BackendInfo
 from rtseg.runtime.onnx_file import OnnxArtifact
 
-_PRECISIONS = {"f32": "f32", "bf16": "bf16", "f16": "f16", "fp16": "f16"}
+#: OpenVINO's names for the inference precisions rtseg asks for.
+_HINTS = {Precision.F32: "f32", Precision.BF16: "bf16", Precision.FP16: "f16"}
+
+
+def cpu_has_fp16_arithmetic() -> bool:
+    """Whether OpenVINO's CPU plugin can compute in FP16 here (AVX512-FP16 or AMX-FP16)."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return False
+    return "FP16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 class OpenVinoBackend(Backend):
-    """Runs an rtseg ONNX file on OpenVINO's CPU plugin at f32, bf16 or f16."""
+    """Runs an rtseg ONNX file on OpenVINO's CPU plugin at f32, bf16 or fp16 (f16)."""
 
     kind = "openvino"
+    precisions = (Precision.F32, Precision.BF16, Precision.FP16)
 
-    def __init__(self, path: str | Path, *, precision: str | None = "f32", threads: int | None = None,
-                 device: str = "CPU") -> None:
+    def __init__(self, path: str | Path, *, precision: str | Precision | None = None, threads: int | None = None,
+                 device: str = "CPU", requests: int = 1) -> None:
         super().__init__()
-        precision = precision or "f32"
-        if precision not in _PRECISIONS:
-            raise BackendError(f"OpenVINO precision must be one of f32, bf16, f16; got {precision!r}")
-        self._precision = _PRECISIONS[precision]
+        requested = Precision.parse_optional(precision)  # a misspelt precision fails before any file is read
         self._artifact = OnnxArtifact.open(path)
+        self._precision = self.choose_precision(requested, self._artifact.precision)
+        if requests not in (1, 2):
+            raise BackendError(f"OpenVINO backend: requests must be 1 (synchronous) or 2 (two in flight), "
+                               f"got {requests}")
+        self._requests_wanted = requests
         self._threads = threads
         self._device = device
         self._compiled: Any = None  # ov.CompiledModel while active
-        self._request = None
-        self._actual_precision: str | None = None
+        self._requests: list[Any] = []
+        self._next = 0
+        self._pending: deque[Any] = deque()  # started requests, oldest first
+        self._actual: Precision | None = None
+
+    @classmethod
+    def choose_precision(cls, requested: str | Precision | None, artifact: Precision = Precision.F32) -> Precision:
+        """INT8 graphs run in INT8; anything else at the requested inference precision (default f32):
+        OpenVINO converts a mixed-FP16 graph to the precision it is compiled for."""
+        req = Precision.parse_optional(requested)
+        if artifact is Precision.INT8:
+            return super().choose_precision(req, artifact)
+        return super().choose_precision(req, Precision.F32)
 
     def _activate(self) -> None:
         try:
@@ -46,9 +83,10 @@ class OpenVinoBackend(Backend):
         except ImportError as exc:
             raise BackendError("openvino is not installed: pip install 'rtseg[cpu]'") from exc
         core = ov.Core()
+        hint = _HINTS.get(self._precision, "f32")  # int8 graphs: the float remainder runs in f32
         config: dict[str, object] = {
-            "INFERENCE_PRECISION_HINT": self._precision,
-            # One request at a time from one thread: latency mode avoids
+            "INFERENCE_PRECISION_HINT": hint,
+            # One request at a time (or two, overlapped) from one thread: latency mode avoids
             # splitting the cores into streams.
             "PERFORMANCE_HINT": "LATENCY",
         }
@@ -60,21 +98,73 @@ class OpenVinoBackend(Backend):
         except Exception as exc:
             msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise BackendError(f"OpenVINO could not compile {self._artifact.path} for {self._device} "
-                               f"at {self._precision}: {msg}") from exc
-        hint = self._compiled.get_property("INFERENCE_PRECISION_HINT")
+                               f"at {hint}: {msg}") from exc
+        got = self._compiled.get_property("INFERENCE_PRECISION_HINT")
         # An ov.Type ("f32", "bf16", "f16"): what the plugin will really run.
-        self._actual_precision = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
-        self._request = self._compiled.create_infer_request()
+        name = got.get_type_name() if hasattr(got, "get_type_name") else str(got)
+        self._actual = Precision.INT8 if self._precision is Precision.INT8 else Precision.parse(name)
+        self._requests = [self._compiled.create_infer_request() for _ in range(self._requests_wanted)]
+        self._outputs = {o.get_any_name(): i for i, o in enumerate(self._compiled.outputs)}
+        self._next = 0
+        self._pending.clear()
 
     def _deactivate(self) -> None:
-        self._request = None
+        for req in self._pending:
+            req.wait()  # a running request must finish before its compiled model goes away
+        self._pending.clear()
+        self._requests = []
         self._compiled = None
 
+    def _output(self, request: Any, name: str) -> np.ndarray:
+        # The output tensor's buffer is reused by the request's next run: copy it out.
+        return np.array(request.get_output_tensor(self._outputs[name]).data, copy=True)
+
     def _infer(self, frames: np.ndarray) -> np.ndarray:
-        assert self._request is not None
-        self._request.infer({0: frames})
-        # The output tensor's buffer is reused by the next infer(): copy it out.
-        return np.array(self._request.get_output_tensor(0).data, copy=True)
+        req = self._requests[0]
+        req.infer({0: frames})
+        return self._output(req, "labels")
+
+    # -- asynchronous protocol (requests=2) ------------------------------------
+    @property
+    def max_in_flight(self) -> int:
+        return self._requests_wanted
+
+    def _submit(self, frames: np.ndarray) -> None:
+        if self._requests_wanted == 1:
+            super()._submit(frames)
+            return
+        req = self._requests[self._next]
+        self._next = (self._next + 1) % len(self._requests)
+        req.start_async({0: frames}, share_inputs=False)  # copies frames into the request's tensor
+        self._pending.append(req)
+
+    def _collect(self) -> np.ndarray:
+        if self._requests_wanted == 1:
+            return super()._collect()
+        req = self._pending.popleft()
+        req.wait()
+        return self._output(req, "labels")
+
+    # -- logits, description -----------------------------------------------------
+    @property
+    def has_logits(self) -> bool:
+        return self._artifact.has_logits
+
+    def _infer_with_logits(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        req = self._requests[0]
+        req.infer({0: frames})
+        return self._output(req, "labels"), self._output(req, "logits")
+
+    def executed_precisions(self) -> Counter[tuple[str, str]]:
+        """``(layerType, runtimePrecision)`` counts of the compiled execution graph (after activate),
+        so a check can prove e.g. that convolutions really ran in f16 instead of trusting the hint."""
+        if self._compiled is None:
+            raise BackendError("executed_precisions() needs an active OpenVINO backend")
+        out: Counter[tuple[str, str]] = Counter()
+        for op in self._compiled.get_runtime_model().get_ordered_ops():
+            rt = op.get_rt_info()
+            out[(rt["layerType"].astype(str), rt["runtimePrecision"].astype(str))] += 1
+        return out
 
     @property
     def meta(self) -> ModelMeta:
@@ -85,9 +175,9 @@ class OpenVinoBackend(Backend):
         return self._artifact.input_shape
 
     @property
-    def precision(self) -> str:
-        """The precision the compiled model actually runs at (after activate)."""
-        return self._actual_precision or self._precision
+    def precision(self) -> Precision:
+        """The precision the compiled model actually runs at (after activate), else the chosen one."""
+        return self._actual or self._precision
 
     def info(self) -> BackendInfo:
         import openvino as ov
@@ -95,5 +185,6 @@ class OpenVinoBackend(Backend):
         threads = self._threads
         if self._compiled is not None:
             threads = int(self._compiled.get_property("INFERENCE_NUM_THREADS")) or threads
-        return BackendInfo("openvino", self._device, self.precision, threads,
-                           {"openvino": ov.get_version()}, {"requested_precision": self._precision})
+        return BackendInfo("openvino", self._device, self.precision, threads, {"openvino": ov.get_version()},
+                           {"requested_precision": str(self._precision), "requests": self._requests_wanted,
+                            "artifact": self._artifact.path.name})

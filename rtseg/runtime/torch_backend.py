@@ -13,23 +13,24 @@ import numpy as np
 
 from rtseg.core.errors import BackendError
 from rtseg.core.meta import ModelMeta
+from rtseg.core.precision import Precision
 from rtseg.runtime.base import Backend, BackendInfo
 
 
 class TorchBackend(Backend):
-    """Runs ``DeployGraph(model)`` eagerly in f32 on the CPU."""
+    """Runs ``DeployGraph(model)`` eagerly in f32 on the CPU (logits available for parity checks)."""
 
     kind = "torch"
+    precisions = (Precision.F32,)
 
     def __init__(self, weights: str | Path | None, *, model: str | None = None,
                  num_classes: int | None = None, input_size: tuple[int, int] | None = None,
-                 batch: int = 1, precision: str | None = None, threads: int | None = None,
+                 batch: int = 1, precision: str | Precision | None = None, threads: int | None = None,
                  tta: str = "none", refine: Any = None) -> None:
         """``refine``: a ``rtseg.models.crf.CRFParams`` adds CRF refinement to the graph."""
         super().__init__()
         self._tta = tta
-        if precision not in (None, "f32"):
-            raise BackendError(f"the torch CPU backend runs f32 only (asked {precision})")
+        self.choose_precision(precision)
         if weights is None and model is None:
             raise BackendError("the torch backend needs --model NAME and/or --weights PATH")
         self._weights = Path(weights) if weights is not None else None
@@ -63,7 +64,9 @@ class TorchBackend(Backend):
         if self._refine is not None:
             meta = meta.with_(extra={**meta.extra, "refine": self._refine.to_dict()})
         self._meta = meta
-        self._graph = DeployGraph(loaded.model.eval(), loaded.meta, tta=self._tta, refine=self._refine).eval()
+        # with logits: argmax needs them anyway, so returning them costs nothing
+        self._graph = DeployGraph(loaded.model.eval(), loaded.meta, with_logits=True, tta=self._tta,
+                                  refine=self._refine).eval()
         for p in self._graph.parameters():
             p.requires_grad_(False)
         self._torch = torch
@@ -76,9 +79,17 @@ class TorchBackend(Backend):
         """Nothing to release: the graph stays loaded on the CPU."""
 
     def _infer(self, frames: np.ndarray) -> np.ndarray:
+        return self._infer_with_logits(frames)[0]
+
+    @property
+    def has_logits(self) -> bool:
+        return True
+
+    def _infer_with_logits(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         assert self._graph is not None
         with self._torch.inference_mode():
-            return self._graph(self._torch.from_numpy(frames)).numpy()
+            labels, logits = self._graph(self._torch.from_numpy(frames))
+        return labels.numpy(), logits.numpy()
 
     @property
     def meta(self) -> ModelMeta:
@@ -91,5 +102,5 @@ class TorchBackend(Backend):
         return (self._batch, self._input_size[0], self._input_size[1])
 
     def info(self) -> BackendInfo:
-        return BackendInfo("torch", "CPU", "f32", self._torch.get_num_threads(),
+        return BackendInfo("torch", "CPU", Precision.F32, self._torch.get_num_threads(),
                            {"torch": self._torch.__version__})

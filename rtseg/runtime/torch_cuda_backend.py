@@ -17,12 +17,20 @@ optional CUDA graph capture, pinned double-buffered staging and per-stage timing
 - staging, streams and events: ``cuda_staging.CudaStaging`` (two slots, the
   next upload overlaps the current inference).
 
+Asynchronous protocol: ``max_in_flight`` is 2 (the staging slots), so the
+pipeline's inference thread submits frame n+1 while frame n computes.
+
+``activate`` moves a *copy* of the CPU model to the GPU (``nn.Module.to``
+moves in place), so ``deactivate`` really frees the GPU weights: nothing on
+the device outlives it.
+
 Threading: construct anywhere; ``activate``/``infer``/``submit``/``collect``/
 ``deactivate`` only from the inference thread that owns the backend.
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -30,26 +38,24 @@ import numpy as np
 
 from rtseg.core.errors import BackendError
 from rtseg.core.meta import ModelMeta
+from rtseg.core.precision import Precision
 from rtseg.runtime.base import Backend, BackendInfo
-
-_PRECISIONS = {None: "fp16", "fp16": "fp16", "f16": "fp16", "fp32": "fp32", "f32": "fp32"}
 
 
 class TorchCudaBackend(Backend):
     """``DeployGraph(model)`` on CUDA at FP16 (autocast) or FP32."""
 
     kind = "torch-cuda"
+    precisions = (Precision.FP16, Precision.F32)
 
     def __init__(self, weights: str | Path | None, *, model: str | None = None, num_classes: int | None = None,
                  input_size: tuple[int, int] | None = None, batch: int = 1, precision: str | None = None,
                  threads: int | None = None, cuda_graph: bool = False, channels_last: bool = True,
                  device_index: int | None = None) -> None:
         super().__init__()
-        if precision not in _PRECISIONS:
-            raise BackendError(f"the torch-cuda backend runs fp16 or fp32, asked {precision!r}")
+        self._precision = self.choose_precision(precision)
         if weights is None and model is None:
             raise BackendError("the torch-cuda backend needs --model NAME and/or --weights PATH")
-        self._precision = _PRECISIONS[precision]
         self._weights = Path(weights) if weights is not None else None
         self._model_name = model
         self._num_classes = num_classes
@@ -64,7 +70,6 @@ class TorchCudaBackend(Backend):
         self._torch: Any = None
         self._staging: Any = None
         self._cuda_graphs: list[Any] = []
-        self.last_timings: dict[str, float] = {}
         self._load()  # CPU side, so metadata is known before activate()
 
     def _load(self) -> None:
@@ -80,19 +85,30 @@ class TorchCudaBackend(Backend):
         self._meta = loaded.meta
 
     # -- lifecycle (inference thread) ---------------------------------------------
-    def _activate(self) -> None:
+    def _device_graph(self, device: Any) -> Any:
+        """The deploy graph on ``device``, built from a copy of the CPU model: ``Module.to``
+        moves in place, and the CPU model must stay on the CPU so that dropping the graph
+        in ``deactivate`` frees every device tensor."""
+        import torch
+
         from rtseg.models.deploy import DeployGraph
+
+        model = copy.deepcopy(self._loaded.model).eval()
+        graph = DeployGraph(model, self._loaded.meta).eval().to(device)
+        for p in graph.parameters():
+            p.requires_grad_(False)
+        if self._channels_last:
+            graph = graph.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        return graph
+
+    def _activate(self) -> None:
         from rtseg.runtime.cuda_staging import CudaStaging, require_cuda
 
         torch = require_cuda()
         idx = torch.cuda.current_device() if self._device_index is None else self._device_index
         device = torch.device("cuda", idx)
         torch.cuda.set_device(device)
-        graph = DeployGraph(self._loaded.model.eval(), self._loaded.meta).eval().to(device)
-        for p in graph.parameters():
-            p.requires_grad_(False)
-        if self._channels_last:
-            graph = graph.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        graph = self._device_graph(device)
         # cuDNN picks the fastest algorithms for this fixed input shape.
         torch.backends.cudnn.benchmark = True
         n, h, w = self.input_shape
@@ -109,7 +125,8 @@ class TorchCudaBackend(Backend):
         if self._channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         # cache_enabled=False: cached weight casts must not outlive a CUDA graph capture.
-        with torch.autocast("cuda", dtype=torch.float16, enabled=self._precision == "fp16", cache_enabled=False):
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self._precision is Precision.FP16,
+                            cache_enabled=False):
             logits = g.model(x)
         return logits.argmax(dim=1).to(torch.uint8)
 
@@ -152,21 +169,23 @@ class TorchCudaBackend(Backend):
             self._torch.cuda.empty_cache()
 
     # -- inference (inference thread) ---------------------------------------------
-    def submit(self, frames: np.ndarray) -> None:
-        """Start inference on ``frames`` without waiting (at most two in flight)."""
-        self.check_frames(frames)
+    @property
+    def max_in_flight(self) -> int:
+        return 2  # the staging slots: the next upload overlaps the current inference
+
+    def _submit(self, frames: np.ndarray) -> None:
         assert self._staging is not None
         self._staging.submit(frames, self._run_slot)
 
-    def collect(self) -> np.ndarray:
-        """Labels of the oldest submitted frames; updates ``last_timings``."""
+    def _collect(self) -> np.ndarray:
+        assert self._staging is not None
         labels = self._staging.collect()
         self.last_timings = dict(self._staging.last_timings)
         return labels
 
     def _infer(self, frames: np.ndarray) -> np.ndarray:
-        self.submit(frames)
-        return self.collect()
+        self._submit(frames)
+        return self._collect()
 
     # -- description ----------------------------------------------------------------
     @property

@@ -28,7 +28,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from rtseg.core.errors import BackendError
-from rtseg.export.engine_cache import Platform
+from rtseg.runtime.engine_file import Platform
 
 if TYPE_CHECKING:
     import tensorrt as trt
