@@ -79,7 +79,7 @@ def export(model, path: Path, size: tuple[int, int], *, with_logits: bool = Fals
 
 def street_frames(n: int, size: tuple[int, int]) -> np.ndarray:
     """Real frames when the sample clip or CamVid is here, else smooth synthetic ones."""
-    from rtseg.export.quantize import read_frames
+    from rtseg.pipeline.sampling import read_frames
 
     if SAMPLE_CLIP.is_file():
         return read_frames(SAMPLE_CLIP, size, n)

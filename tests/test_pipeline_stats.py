@@ -10,7 +10,7 @@ import pytest
 
 from rtseg.core.frames import Frame, Result
 from rtseg.core.meta import ModelMeta
-from rtseg.pipeline.stats import STAGES, Dist, PipelineStats
+from rtseg.pipeline.stats import PIPELINE_STAGES, STAGES, Dist, PipelineStats, StageSamples, format_stage_table
 
 META = ModelMeta(model="test", class_names=("a", "b"), palette=((0, 0, 0), (255, 255, 255)),
                  mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
@@ -34,6 +34,7 @@ def test_dist_percentiles_match_numpy_in_ms() -> None:
     assert d.n == 100
     assert d.mean == pytest.approx(50.5)
     assert d.p50 == pytest.approx(50.5)
+    assert d.p90 == pytest.approx(90.1)
     assert d.p95 == pytest.approx(95.05)
     assert d.p99 == pytest.approx(99.01)
     assert d.max == pytest.approx(100.0)
@@ -59,7 +60,7 @@ def test_rates_latency_and_stages_from_known_stamps() -> None:
     assert snap.display_fps == pytest.approx(15.0)
     assert snap.latency.p50 == pytest.approx(15.0) and snap.latency.p99 == pytest.approx(15.0)
     assert snap.frame_age.mean == pytest.approx(20.0)
-    assert set(snap.stages) == set(STAGES)
+    assert set(snap.stages) == set(PIPELINE_STAGES) and set(PIPELINE_STAGES) <= set(STAGES)
     assert snap.stages["decode"].mean == pytest.approx(2.0)
     assert snap.stages["queue"].mean == pytest.approx(1.0)
     assert snap.stages["preprocess"].mean == pytest.approx(3.0)
@@ -136,3 +137,27 @@ def test_reporting_from_threads_is_consistent() -> None:
 def test_bad_window_is_refused() -> None:
     with pytest.raises(ValueError):
         PipelineStats(window_s=0)
+
+
+def test_stage_samples_cover_a_whole_run_in_the_one_stage_list() -> None:
+    """rtseg-run and rtseg-bench report through StageSamples: the pipeline's stamps, the sink's
+    own postprocess time, end to end from decode start, device stages when a backend gives them."""
+    ss = StageSamples()
+    for i in range(10):
+        r = make_result(i, 100.0 + i, decode=0.002, queue=0.001, pre=0.003, infer=0.010, smooth=0.001)
+        ss.add_result(r, postprocess_s=0.004, t_done=r.t_result + 0.004)
+    r = make_result(10, 111.0)
+    ss.add_result(Result(**{**{f: getattr(r, f) for f in Result.__dataclass_fields__},
+                            "device_s": {"h2d": 0.001, "compute": 0.008, "d2h": 0.0005}}))
+    st = ss.summary()
+    assert list(st) == [k for k in STAGES if k in st]  # report order is the one stage list
+    assert set(st) == set(STAGES)
+    assert st["infer"].n == 11 and st["postprocess"].n == 10 and st["compute"].n == 1
+    assert st["postprocess"].mean == pytest.approx(4.0)
+    # decode start -> sink done: decode 2 + queue 1 + preprocess 3 + infer 10 + smoothing 1 + sink 4 ms
+    assert st["end_to_end"].p50 == pytest.approx(21.0)
+    table = format_stage_table(st)
+    assert table[0].split()[2:8] == ["mean", "p50", "p90", "p95", "p99", "max"]
+    assert [line.split()[0] for line in table[1:]] == list(STAGES)
+    with pytest.raises(ValueError, match="unknown stage"):
+        ss.add("upload", 0.1)

@@ -466,3 +466,149 @@ def test_start_validates_arguments(video: Path, factory: Callable[[], Backend], 
             p.start(video, factory)
     finally:
         assert p.stop()
+
+
+# -- a replaced model that is still loading stays silent ----------------------------------------------
+
+@pytest.mark.parametrize("late", ["fails", "loads"])
+def test_a_replaced_model_still_loading_reports_nothing(video: Path, onnx_model: Path, factory: Callable[[], Backend],
+                                                        rec: Recorder, late: str) -> None:
+    """switch_model away from a model whose factory is still running (an export, a compile): when it
+    finally fails or loads, its status and errors must not reach the window, and its backend is released."""
+    from rtseg.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+    release = threading.Event()
+    made: list[Backend] = []
+
+    def slow() -> Backend:  # the old model: still "loading" when the user switches away
+        assert release.wait(WAIT)
+        if late == "fails":
+            raise BackendError("the OLD model failed")
+        made.append(OnnxRuntimeBackend(onnx_model, threads=1))
+        return made[-1]
+
+    with rec.pipeline(stop_timeout=0.2) as p:
+        p.start(video, slow, mode="realtime", loop=True)
+        time.sleep(0.1)  # the old inference thread is inside slow()
+        assert not p.switch_model(factory)  # the old thread does not end in time: abandoned
+        rec.wait(lambda r: len(r.results) >= 3)
+        old = [t for t in threading.enumerate() if t.name == "rtseg-inference" and t is not p._inference]
+        assert len(old) == 1
+        release.set()
+        old[0].join(WAIT)
+        assert not old[0].is_alive()
+        n = len(rec.results)
+        rec.wait(lambda r: len(r.results) >= n + 3)
+    assert not rec.errors, rec.errors
+    assert sum(s.startswith("model ") for s in rec.status) == 1, rec.status  # only the current model's
+    assert not any("no model loaded" in s or "inference stopped" in s for s in rec.status)
+    assert all(not be.active for be in made)  # a late-loaded backend is released, not left running
+
+
+# -- the asynchronous backend protocol in the inference thread ---------------------------------------
+
+def test_the_inference_thread_keeps_two_frames_in_flight_when_the_backend_offers_it(
+        video: Path, onnx_model: Path, rec: Recorder) -> None:
+    from rtseg.runtime.openvino_backend import OpenVinoBackend
+
+    class Probe(OpenVinoBackend):
+        """OpenVINO with two async infer requests, noting how many frames were in flight at once."""
+
+        most = 0
+
+        def _submit(self, frames: np.ndarray) -> None:
+            super()._submit(frames)
+            Probe.most = max(Probe.most, self.in_flight + 1)
+
+    with rec.pipeline() as p:
+        p.start(video, lambda: Probe(onnx_model, threads=1, requests=2), mode="benchmark")
+        rec.wait(lambda r: r.ends == 1)
+    assert Probe.most == 2  # submit n+1 before collect n: inference overlaps the rest of the loop
+    assert [r.frame.index for r in rec.results] == list(range(20))  # every frame, in capture order
+    # the same labels as one synchronous request on the same frames
+    from rtseg.core.frames import resize_to_model
+
+    with OpenVinoBackend(onnx_model, threads=1) as sync:
+        for r in rec.results[:5]:
+            want = sync.infer(resize_to_model(r.frame.image, (MODEL_H, MODEL_W))[None])[0]
+            assert np.array_equal(r.labels, want)
+
+
+def test_the_async_protocol_by_hand(onnx_model: Path) -> None:
+    """submit/collect in order, at most max_in_flight; infer refused while batches are in flight."""
+    from rtseg.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from rtseg.runtime.openvino_backend import OpenVinoBackend
+
+    frames = [np.full((1, MODEL_H, MODEL_W, 3), 40 * i, np.uint8) for i in range(3)]
+    for be, depth in ((OnnxRuntimeBackend(onnx_model, threads=1), 1), (OpenVinoBackend(onnx_model, requests=2), 2)):
+        with be:
+            assert be.max_in_flight == depth
+            want = [be.infer(f) for f in frames]
+            buf = frames[0].copy()
+            be.submit(buf)
+            buf[:] = frames[1]  # the backend took its own copy: reusing the buffer is allowed
+            if depth == 2:
+                be.submit(buf)
+            with pytest.raises(BackendError, match="in flight"):
+                be.submit(frames[2])
+            with pytest.raises(BackendError, match="collect"):
+                be.infer(frames[2])
+            assert np.array_equal(be.collect(), want[0])
+            if depth == 2:
+                assert np.array_equal(be.collect(), want[1])
+            with pytest.raises(BackendError, match="without a submitted batch"):
+                be.collect()
+            be.submit(frames[2])
+        assert be.in_flight == 0  # deactivate dropped the uncollected one
+
+
+# -- the headless runner (rtseg-run, rtseg-bench): stops cleanly, fails fast -----------------------
+
+def test_a_consumer_that_stops_early_never_traps_the_inference_thread(onnx_model: Path) -> None:
+    """rtseg-run --max-frames: the consumer stops while results are still coming; the inference thread
+    (blocked on a full sink) is released, stop() joins it and the backend is deactivated."""
+    from rtseg.pipeline.headless import run_headless
+    from rtseg.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+    made: list[Backend] = []
+
+    def make() -> Backend:
+        made.append(OnnxRuntimeBackend(onnx_model, threads=1))
+        return made[-1]
+
+    def slow_consumer(r: Result) -> None:
+        # Far slower than a 64x96 inference, so the one-slot sink is full and the inference thread
+        # waits in put() when the consumer stops: the case that used to hang stop().
+        time.sleep(0.25)
+
+    t0 = time.monotonic()
+    rep = run_headless("synthetic:96x64", make, slow_consumer, mode="benchmark", max_results=3, capacity=1,
+                       stop_timeout=5.0, frames=500)
+    assert rep.results == 3 and rep.stopped_cleanly
+    assert time.monotonic() - t0 < 5.0
+    assert len(made) == 1 and not made[0].active
+    assert not [t for t in threading.enumerate() if t.name.startswith("rtseg-")]
+
+
+def test_a_backend_failing_mid_run_ends_the_benchmark_at_once(onnx_model: Path) -> None:
+    """The benchmark's error path: a failing infer ends the run in well under a second or two (it used
+    to join its threads before closing their mailboxes and stall for about a minute)."""
+    from rtseg.benchmark.runner import overlay_sink
+    from rtseg.pipeline.headless import run_headless
+    from rtseg.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+    class FailsAfter(OnnxRuntimeBackend):
+        """Real ONNX Runtime inference that breaks (like a lost device) after a few frames."""
+
+        def _infer(self, frames: np.ndarray) -> np.ndarray:
+            self.calls = getattr(self, "calls", 0) + 1
+            if self.calls > 4:
+                raise BackendError("the device went away")
+            return super()._infer(frames)
+
+    t0 = time.monotonic()
+    with pytest.raises(BackendError, match="the device went away"):  # rtseg-bench's end-to-end run
+        run_headless("synthetic:96x64", lambda: FailsAfter(onnx_model, threads=1), overlay_sink(),
+                     mode="benchmark", loop=True, warmup=1, max_results=200, period=24)
+    assert time.monotonic() - t0 < 5.0
+    assert not [t for t in threading.enumerate() if t.name.startswith("rtseg-")]

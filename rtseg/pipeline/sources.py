@@ -33,10 +33,8 @@ import cv2
 import numpy as np
 
 from rtseg.core.errors import SourceError
-from rtseg.core.frames import Frame
+from rtseg.core.frames import IMAGE_EXTENSIONS, Frame
 
-#: Extensions an image folder plays, in lower case.
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 #: URL schemes handed to FFmpeg.
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
 #: Used when a container or camera reports no frame rate.

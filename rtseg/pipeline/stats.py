@@ -10,6 +10,11 @@ costs the hot paths next to nothing; the percentile maths happens in
 Rates and distributions cover a rolling window: the samples of the last
 ``window_s`` seconds, at most ``max_samples`` of them. Counters (frames,
 drops) are totals since the last ``reset()``.
+
+``StageSamples`` keeps every sample of a whole run instead (one thread), for
+the end-of-run reports of ``rtseg-run`` and ``rtseg-bench``. Both kinds use
+the one stage list ``STAGES`` and the one percentile set ``PERCENTILES``, and
+``format_stage_table`` prints them the same way everywhere.
 """
 
 from __future__ import annotations
@@ -24,8 +29,20 @@ import numpy as np
 
 from rtseg.core.frames import Frame, Result
 
-#: Stage names in ``StatsSnapshot.stages``, in pipeline order.
-STAGES = ("decode", "queue", "preprocess", "infer", "smoothing")
+#: Every stage any report names, in pipeline order. A report shows the stages it has
+#: samples for: ``decode`` (read + decode on the capture thread), ``queue`` (waiting in
+#: the mailbox), ``preprocess`` (resize to the model input), ``infer`` (backend submit ->
+#: labels back), ``h2d``/``compute``/``d2h`` (CUDA backends' device stages inside infer),
+#: ``smoothing`` (temporal smoothing + flicker), ``postprocess`` (the result sink's own
+#: work: colourise/blend/encode), ``end_to_end`` (decode start -> sink done).
+STAGES = ("decode", "queue", "preprocess", "infer", "h2d", "compute", "d2h", "smoothing", "postprocess",
+          "end_to_end")
+#: The stages the live pipeline stamps on every result (``StatsSnapshot.stages`` keys).
+PIPELINE_STAGES = ("decode", "queue", "preprocess", "infer", "smoothing")
+#: Device stages a CUDA backend reports per frame (``Result.device_s`` keys).
+DEVICE_STAGES = ("h2d", "compute", "d2h")
+#: The percentiles every latency report gives (plus mean and max).
+PERCENTILES = (50, 90, 95, 99)
 
 
 @dataclass(frozen=True)
@@ -35,6 +52,7 @@ class Dist:
     n: int
     mean: float
     p50: float
+    p90: float
     p95: float
     p99: float
     max: float
@@ -44,9 +62,59 @@ class Dist:
         a = np.asarray(seconds, np.float64) * 1e3
         if a.size == 0:
             nan = float("nan")
-            return cls(0, nan, nan, nan, nan, nan)
-        p50, p95, p99 = np.percentile(a, [50, 95, 99])
-        return cls(int(a.size), float(a.mean()), float(p50), float(p95), float(p99), float(a.max()))
+            return cls(0, nan, nan, nan, nan, nan, nan)
+        p50, p90, p95, p99 = (float(v) for v in np.percentile(a, PERCENTILES))
+        return cls(int(a.size), float(a.mean()), p50, p90, p95, p99, float(a.max()))
+
+
+def format_stage_table(stages: dict[str, Dist], *, indent: str = "  ") -> list[str]:
+    """The latency table of a report, one line per stage with samples (``STAGES`` order)."""
+    lines = [f"{'latency (ms)':<16}{'mean':>8}{'p50':>8}{'p90':>8}{'p95':>8}{'p99':>8}{'max':>8}{'n':>7}"]
+    for name in STAGES:
+        d = stages.get(name)
+        if d is None or not d.n:
+            continue
+        lines.append(f"{indent}{name:<{16 - len(indent)}}{d.mean:8.2f}{d.p50:8.2f}{d.p90:8.2f}{d.p95:8.2f}"
+                     f"{d.p99:8.2f}{d.max:8.2f}{d.n:7d}")
+    return lines
+
+
+class StageSamples:
+    """Every stage duration of a whole run, for end-of-run reports.
+
+    Owned by one thread (the consumer of the results); ``add_result`` reads the
+    stamps a ``Result`` carries plus the consumer's own ``postprocess`` time.
+    """
+
+    def __init__(self) -> None:
+        self._samples: dict[str, list[float]] = {k: [] for k in STAGES}
+
+    def add(self, stage: str, seconds: float) -> None:
+        if stage not in self._samples:
+            raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+        self._samples[stage].append(seconds)
+
+    def add_result(self, r: Result, *, postprocess_s: float | None = None, t_done: float | None = None) -> None:
+        """Record ``r``'s stages; ``t_done`` (perf_counter) is when the consumer finished with it."""
+        self.add("decode", r.decode_s)
+        self.add("queue", r.queue_s)
+        self.add("preprocess", r.preprocess_s)
+        self.add("infer", r.infer_s)
+        for k in DEVICE_STAGES:
+            if k in r.device_s:
+                self.add(k, r.device_s[k])
+        self.add("smoothing", r.smoothing_s)
+        if postprocess_s is not None:
+            self.add("postprocess", postprocess_s)
+        if t_done is not None:
+            self.add("end_to_end", t_done - (r.frame.t_capture - r.decode_s))
+
+    def __len__(self) -> int:
+        return len(self._samples["infer"])
+
+    def summary(self) -> dict[str, Dist]:
+        """``Dist`` per stage that has samples, in ``STAGES`` order."""
+        return {k: Dist.of(v) for k, v in self._samples.items() if v}
 
 
 @dataclass(frozen=True)
@@ -58,7 +126,7 @@ class StatsSnapshot:
     display_fps: float
     latency: Dist  # capture -> result
     frame_age: Dist  # capture -> displayed
-    stages: dict[str, Dist] = field(default_factory=dict)  # keys: STAGES
+    stages: dict[str, Dist] = field(default_factory=dict)  # keys: PIPELINE_STAGES
     captured: int = 0
     results: int = 0
     displayed: int = 0
@@ -188,7 +256,7 @@ class PipelineStats:
                       self._drops_capture, self._drops_superseded)
         # one column per field of the result samples (see note_result), in seconds
         cols = np.asarray(res, np.float64).reshape(len(res), 7).T
-        stages = {name: Dist.of(cols[2 + i]) for i, name in enumerate(STAGES)}
+        stages = {name: Dist.of(cols[2 + i]) for i, name in enumerate(PIPELINE_STAGES)}
         return StatsSnapshot(
             capture_fps=_rate(cap),
             inference_fps=_rate(res_t),

@@ -1,4 +1,9 @@
-"""The live pipeline: a capture thread, an inference thread and the ``Pipeline`` facade.
+"""The live pipeline's facade: ``Pipeline`` runs a capture thread and an inference thread.
+
+The threads live in their own modules (``rtseg.pipeline.capture``,
+``rtseg.pipeline.inference``); callbacks and markers in
+``rtseg.pipeline.callbacks``; this module is the small API the GUI, the
+headless runner and the benchmark drive.
 
 ::
 
@@ -25,6 +30,10 @@ its work in the slot. Callbacks must return quickly (a callback that takes
 10 ms takes 10 ms off every frame); an exception in a callback is reported to
 ``on_error`` and otherwise ignored.
 
+A thread that was asked to stop or was replaced by ``switch_model`` /
+``switch_source`` reports nothing more: a model that finishes loading (or
+fails) after the user switched away never shows its status or errors.
+
 Every error reaches ``on_error`` as an ``RtsegError`` with a one-line message;
 nothing here kills the process. A model that fails to load leaves the
 pipeline running without inference, ready for ``switch_model``; a source that
@@ -34,26 +43,25 @@ fails to open leaves it ready for ``switch_source``.
 from __future__ import annotations
 
 import itertools
-import logging
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Literal
 
-import cv2
-import numpy as np
-
-from rtseg.core.errors import BackendError, RtsegError, SourceError, UserInputError
-from rtseg.core.frames import Frame, Result
+from rtseg.core.errors import RtsegError, SourceError, UserInputError
+from rtseg.core.frames import Result
 from rtseg.core.meta import ModelMeta
+from rtseg.pipeline.callbacks import END_OF_STREAM, BackendFactory, Callbacks
+from rtseg.pipeline.capture import MAX_LAG_S, RECONNECT_FIRST_S, RECONNECT_MAX_S, CaptureThread, reconnect_delays
+from rtseg.pipeline.inference import InferenceThread
 from rtseg.pipeline.mailbox import Mailbox
-from rtseg.pipeline.smoothing import MAX_K, HysteresisSmoother, flicker
-from rtseg.pipeline.sources import Source, open_source
+from rtseg.pipeline.smoothing import MAX_K
+from rtseg.pipeline.sources import Source
 from rtseg.pipeline.stats import PipelineStats
-from rtseg.runtime.base import Backend, BackendInfo
+from rtseg.runtime.base import BackendInfo
 
-log = logging.getLogger(__name__)
+# The threads' names stay importable from here (the module held them all before it was split).
+__all__ = ["Pipeline", "Mode", "MODES", "BackendFactory", "Callbacks", "CaptureThread", "InferenceThread",
+           "END_OF_STREAM", "MAX_LAG_S", "RECONNECT_FIRST_S", "RECONNECT_MAX_S", "reconnect_delays"]
 
 #: ``realtime``: files play at their fps, a slow model drops frames (the GUI default).
 #: ``fast``: files are read as fast as possible, a slow model drops frames.
@@ -62,421 +70,6 @@ log = logging.getLogger(__name__)
 Mode = Literal["realtime", "fast", "benchmark"]
 MODES: tuple[str, ...] = ("realtime", "fast", "benchmark")
 
-#: A file playing behind its schedule by more than this restarts the schedule
-#: instead of bursting through the backlog.
-MAX_LAG_S = 0.25
-#: Reconnection delays for a live source that stopped delivering (seconds).
-RECONNECT_FIRST_S = 0.5
-RECONNECT_MAX_S = 8.0
-
-BackendFactory = Callable[[], Backend]
-
-
-class _EndOfStream:
-    """Put into the mailbox after a file's last frame: the inference thread calls on_end
-    once every frame before it has a result."""
-
-    def __repr__(self) -> str:
-        return "<end of stream>"
-
-
-END_OF_STREAM = _EndOfStream()
-
-
-def reconnect_delays(first: float = RECONNECT_FIRST_S, cap: float = RECONNECT_MAX_S) -> Iterator[float]:
-    """Exponential backoff: first, 2*first, 4*first... capped at ``cap`` (forever)."""
-    delay = first
-    while True:
-        yield delay
-        delay = min(delay * 2.0, cap)
-
-
-@dataclass
-class Callbacks:
-    """What the pipeline reports. See the module docstring for the threads they run on."""
-
-    on_result: Callable[[Result], None] | None = None
-    on_error: Callable[[RtsegError], None] | None = None
-    on_status: Callable[[str], None] | None = None
-    on_end: Callable[[], None] | None = None
-
-    def result(self, r: Result) -> None:
-        self._call(self.on_result, r)
-
-    def end(self) -> None:
-        self._call(self.on_end)
-
-    def status(self, text: str) -> None:
-        log.info("%s", text)
-        self._call(self.on_status, text)
-
-    def error(self, exc: BaseException, what: str) -> None:
-        """Report ``exc``; anything that is not an RtsegError is a bug, wrapped and logged with its traceback."""
-        if isinstance(exc, RtsegError):
-            err = exc
-        else:
-            log.error("%s", what, exc_info=exc)
-            first_line = (str(exc).strip().splitlines() or [""])[0]
-            err = RtsegError(f"{what}: {type(exc).__name__}: {first_line}")
-        if self.on_error is None:
-            log.error("%s", err)
-            return
-        try:
-            self.on_error(err)
-        except Exception:  # noqa: BLE001 - the error reporter itself failed; only the log is left
-            log.exception("on_error callback failed")
-
-    def _call(self, fn: Callable[..., None] | None, *args: Any) -> None:
-        if fn is None:
-            return
-        try:
-            fn(*args)
-        except Exception as exc:  # noqa: BLE001 - a broken callback must not stop the pipeline
-            self.error(exc, f"callback {getattr(fn, '__name__', fn)!r} failed")
-
-
-# ----------------------------------------------------------------------------------------
-# capture thread
-# ----------------------------------------------------------------------------------------
-
-class CaptureThread(threading.Thread):
-    """Reads one source into the mailbox.
-
-    ``run`` is the capture thread; every other method is called from the
-    controlling thread and only posts a command under ``_cond``.
-    """
-
-    def __init__(self, spec: str | int | Source, mailbox: Mailbox[Any], stats: PipelineStats,
-                 callbacks: Callbacks, epochs: itertools.count[int], *, mode: str = "realtime",
-                 loop: bool = False, paused: bool = False, source_opts: dict[str, Any] | None = None,
-                 hold: threading.Event | None = None) -> None:
-        super().__init__(name="rtseg-capture", daemon=True)
-        self.spec = spec
-        self.mailbox = mailbox
-        self.stats = stats
-        self.cb = callbacks
-        self.epochs = epochs
-        self.mode = mode
-        self.loop = loop
-        self.source_opts = dict(source_opts or {})
-        self.source: Source | None = None
-        self.opened = threading.Event()  # set once opening succeeded or failed
-        self.finished = threading.Event()  # set after the source is closed
-        self._cond = threading.Condition()
-        self._stop_req = False
-        self._paused = paused
-        self._steps = 1 if paused else 0  # a paused start still shows its first frame
-        self._seek_to: int | None = None
-        # A file, folder or synthetic source waits at its first frame until this
-        # event is set (the model loaded or failed), so the frames played while
-        # a model compiles are not dropped unseen. Live sources ignore it.
-        self._hold = hold
-
-    # -- commands (controlling thread) -----------------------------------------------
-    def request_stop(self) -> None:
-        with self._cond:
-            self._stop_req = True
-            self._cond.notify_all()
-        self.mailbox.wake_all()  # a blocking put() re-checks ``_interrupted``
-
-    def set_paused(self, paused: bool) -> None:
-        with self._cond:
-            self._paused = paused
-            self._cond.notify_all()
-
-    def request_step(self) -> None:
-        with self._cond:
-            self._paused = True
-            self._steps += 1
-            self._cond.notify_all()
-
-    def set_hold(self, hold: threading.Event | None) -> None:
-        """Controlling thread: replace the event playback waits for (None: play now)."""
-        with self._cond:
-            self._hold = hold
-            self._cond.notify_all()
-
-    def wake(self) -> None:
-        """Any thread: re-check the hold event (called after it is set)."""
-        with self._cond:
-            self._cond.notify_all()
-
-    def request_seek(self, index: int) -> None:
-        with self._cond:
-            self._seek_to = index
-            self._cond.notify_all()
-        self.mailbox.wake_all()
-
-    def _interrupted(self) -> bool:
-        # read without the lock: a stale read only delays the reaction by one wake-up
-        return self._stop_req or self._seek_to is not None
-
-    # -- the thread ---------------------------------------------------------------------
-    def run(self) -> None:
-        try:
-            if isinstance(self.spec, Source):
-                source = self.spec
-            else:
-                source = open_source(self.spec, **self.source_opts)
-        except Exception as exc:  # noqa: BLE001 - reported, the pipeline stays usable
-            self.cb.error(exc, f"could not open source {self.spec!r}")
-            self.opened.set()
-            self.finished.set()
-            return
-        self.source = source
-        self.opened.set()
-        try:
-            self.cb.status(f"playing {source.describe()}")
-            self._run(source)
-        except Exception as exc:  # noqa: BLE001 - reported, the pipeline stays usable
-            self.cb.error(exc, f"reading {source.describe()} failed")
-            self.cb.status(f"capture stopped: {source.describe()}")
-        finally:
-            source.close()
-            self.finished.set()
-
-    def _run(self, source: Source) -> None:
-        epoch = next(self.epochs)
-        live = source.is_live
-        fps = source.fps
-        anchor: float | None = None  # perf_counter() the pacing schedule started at
-        k = 0  # frames read since the anchor
-        ended = False
-        while True:
-            # ---- commands: stop, seek, pause, step ----
-            seek_to: int | None = None
-            with self._cond:
-                while True:
-                    if self._stop_req:
-                        return
-                    if self._seek_to is not None:
-                        # a slider drag posts many seeks; only the latest is done
-                        seek_to, self._seek_to = self._seek_to, None
-                        break
-                    held = self._hold is not None and not self._hold.is_set()
-                    if ended or (not live and (held or (self._paused and self._steps == 0))):
-                        self._cond.wait()
-                        anchor = None  # the schedule restarts after any wait
-                        continue
-                    break
-                stepping = self._paused and self._steps > 0
-                if stepping and seek_to is None:
-                    self._steps -= 1
-                # a paused camera keeps being read (its driver queue must not go
-                # stale) but its frames are thrown away
-                discard = self._paused and not stepping
-            if seek_to is not None:
-                # outside the lock: decoding up to the target may take a while and
-                # the controlling thread must not wait for it
-                try:
-                    source.seek(seek_to)
-                except RtsegError as exc:
-                    self.cb.error(exc, "seek failed")
-                    continue
-                self.mailbox.clear()
-                epoch, anchor, ended = next(self.epochs), None, False
-                with self._cond:
-                    if self._paused:
-                        self._steps = max(self._steps, 1)  # show the frame sought to
-                continue
-
-            # ---- pacing: a file in realtime mode plays at its own fps ----
-            if self.mode == "realtime" and not live and not stepping:
-                now = time.perf_counter()
-                if anchor is None or now - (anchor + k / fps) > MAX_LAG_S:
-                    anchor, k = now, 0
-                due = anchor + k / fps
-                if due > now:
-                    with self._cond:
-                        # sleeping until the due time, woken early by any command
-                        if self._cond.wait_for(lambda: self._stop_req or self._seek_to is not None
-                                               or self._paused, timeout=due - now):
-                            anchor = None
-                            continue
-                k += 1
-
-            # ---- read ----
-            frame = source.read()
-            if frame is None:
-                if live:
-                    if not self._reconnect(source):
-                        return
-                    epoch, anchor = next(self.epochs), None
-                    continue
-                if self.loop and (source.frame_count or 0) > 0:
-                    source.seek(0)
-                    epoch, anchor = next(self.epochs), None
-                    continue
-                self.cb.status(f"end of {source.describe()}")
-                # Waits until the last frame is taken, so END_OF_STREAM never
-                # replaces (drops) it; on_end then comes after its result.
-                self.mailbox.put(END_OF_STREAM, block=True, cancelled=self._interrupted)
-                ended = True
-                continue
-            if discard:
-                continue
-            frame.epoch = epoch
-            self.stats.note_captured(frame)
-            before = self.mailbox.dropped
-            # only this thread puts, so the difference is exactly this put's drop
-            self.mailbox.put(frame, block=(self.mode == "benchmark" and not live), cancelled=self._interrupted)
-            dropped = self.mailbox.dropped - before
-            if dropped:
-                self.stats.note_capture_drops(dropped)
-
-    def _reconnect(self, source: Source) -> bool:
-        """Reopen a live source with exponential backoff until it works or stop is requested."""
-        for delay in reconnect_delays():
-            self.cb.status(f"{source.describe()} stopped delivering frames; reconnecting in {delay:.1f} s")
-            with self._cond:
-                if self._cond.wait_for(lambda: self._stop_req, timeout=delay):
-                    return False
-            try:
-                source.reopen()
-            except SourceError as exc:
-                log.info("reconnect failed: %s", exc)
-                continue
-            self.cb.status(f"reconnected to {source.describe()}")
-            return True
-        return False  # unreachable: the delays never end
-
-
-# ----------------------------------------------------------------------------------------
-# inference thread
-# ----------------------------------------------------------------------------------------
-
-class InferenceThread(threading.Thread):
-    """Owns one backend: takes the newest frame, runs the model, publishes ``Result``s.
-
-    ``run`` is the inference thread; ``request_stop`` is called from the
-    controlling thread; ``smoothing_k`` is read here every frame and written by
-    the controlling thread (a plain attribute: the GIL makes the swap atomic).
-    """
-
-    def __init__(self, factory: BackendFactory, mailbox: Mailbox[Any], stats: PipelineStats,
-                 callbacks: Callbacks, serials: itertools.count[int], smoothing_k: int = 0,
-                 on_loaded: Callable[[], None] | None = None) -> None:
-        super().__init__(name="rtseg-inference", daemon=True)
-        self.factory = factory
-        self.mailbox = mailbox
-        self.stats = stats
-        self.cb = callbacks
-        self.serials = serials
-        self.smoothing_k = smoothing_k
-        self.loaded = threading.Event()  # set once loading succeeded or failed
-        self._on_loaded = on_loaded  # called on this thread right after ``loaded`` is set
-        self.finished = threading.Event()
-        self.backend_info: BackendInfo | None = None
-        self.meta: ModelMeta | None = None
-        self.input_shape: tuple[int, int, int] | None = None
-        self._stop_event = threading.Event()
-
-    def request_stop(self) -> None:
-        """Controlling thread: finish the frame in hand, release the backend, exit."""
-        self._stop_event.set()
-        self.mailbox.wake_all()
-
-    def run(self) -> None:
-        try:
-            backend = self.factory()
-            if not isinstance(backend, Backend):
-                raise BackendError(f"the backend factory returned {type(backend).__name__}, not a Backend")
-            backend.activate()
-        except Exception as exc:  # noqa: BLE001 - reported; the pipeline waits for switch_model
-            self.cb.error(exc, "the model could not be loaded")
-            self.cb.status("no model loaded: choose another model or backend")
-            self._mark_loaded()
-            self.finished.set()
-            return
-        try:
-            n, h, w = backend.input_shape
-            if n != 1:
-                raise BackendError(f"the live pipeline runs one frame at a time but this artifact takes "
-                                   f"batch {n}; export it with batch 1")
-            self.input_shape = (n, h, w)
-            self.meta = backend.meta
-            self.backend_info = backend.info()
-            self._mark_loaded()
-            self.cb.status(f"model {self.meta.model} {w}x{h} on {self.backend_info.backend} "
-                           f"{self.backend_info.device} ({self.backend_info.precision})")
-            self._loop(backend, h, w)
-        except Exception as exc:  # noqa: BLE001 - reported; the pipeline waits for switch_model
-            self.cb.error(exc, "inference failed")
-            self.cb.status("inference stopped: choose another model or backend")
-        finally:
-            self._mark_loaded()
-            try:
-                backend.deactivate()
-            except Exception as exc:  # noqa: BLE001
-                self.cb.error(exc, "releasing the backend failed")
-            self.finished.set()
-
-    def _mark_loaded(self) -> None:
-        if self.loaded.is_set():
-            return
-        self.loaded.set()
-        if self._on_loaded is not None:
-            self._on_loaded()
-
-    def _loop(self, backend: Backend, h: int, w: int) -> None:
-        meta = self.meta
-        assert meta is not None
-        smoother: HysteresisSmoother | None = None
-        epoch: int | None = None
-        prev_raw: np.ndarray | None = None
-        prev_shown: np.ndarray | None = None
-        batch = np.empty((1, h, w, 3), np.uint8)  # reused: resize writes straight into it
-        while not self._stop_event.is_set():
-            item = self.mailbox.take(cancelled=self._stop_event.is_set)
-            if item is None:
-                return
-            if item is END_OF_STREAM:
-                self.cb.end()
-                continue
-            frame: Frame = item
-            t_start = time.perf_counter()
-            image = frame.image
-            if image.shape[:2] == (h, w):
-                batch[0] = image
-            else:
-                cv2.resize(image, (w, h), dst=batch[0], interpolation=cv2.INTER_LINEAR)
-            t_pre = time.perf_counter()
-            # copied: a backend may reuse its output buffer, and the result outlives this call
-            raw = backend.infer(batch)[0].copy()
-            t_inf = time.perf_counter()
-
-            k = self.smoothing_k
-            if frame.epoch != epoch:
-                epoch, prev_raw, prev_shown = frame.epoch, None, None
-                if smoother is not None:
-                    smoother.reset()
-            if k > 1:
-                if smoother is None or smoother.k != k:
-                    smoother = HysteresisSmoother(k)
-                    prev_shown = None
-                shown = smoother.update(raw)
-            else:
-                smoother, shown = None, raw
-            f_raw = flicker(prev_raw, raw) if prev_raw is not None else None
-            f_shown = flicker(prev_shown, shown) if prev_shown is not None else None
-            prev_raw, prev_shown = raw, shown
-            t_smooth = time.perf_counter()
-
-            result = Result(
-                frame=frame, labels=shown, model_size=(h, w), meta=meta, serial=next(self.serials),
-                t_start=t_start, preprocess_s=t_pre - t_start, infer_s=t_inf - t_pre,
-                smoothing_s=t_smooth - t_inf, t_result=time.perf_counter(),
-                flicker_raw=f_raw, flicker=f_shown, smoothing_k=k if k > 1 else 0,
-            )
-            if self._stop_event.is_set():
-                return  # stopped (or replaced) while inferring: publish nothing more
-            self.stats.note_result(result)
-            self.cb.result(result)
-
-
-# ----------------------------------------------------------------------------------------
-# facade
-# ----------------------------------------------------------------------------------------
 
 class Pipeline:
     """Capture + inference threads behind one small API, for the GUI and the headless runner.
@@ -684,7 +277,8 @@ class Pipeline:
 
     def _start_inference(self, factory: BackendFactory) -> None:
         self._inference = InferenceThread(factory, self.mailbox, self.stats, self.callbacks,
-                                          self._serials, self._smoothing, on_loaded=self._wake_capture)
+                                          self._serials, self._smoothing, on_loaded=self._wake_capture,
+                                          fill_wait=self._mode == "benchmark")
         self._inference.start()
 
     def _wake_capture(self) -> None:
