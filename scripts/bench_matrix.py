@@ -70,8 +70,8 @@ def main() -> int:
             for r in rep["runs"]:
                 st = r["stages"]
                 rows.append((model, size, r["label"], r["backend"]["precision"], r["infer_only_fps"], r["e2e_fps"],
-                             r["e2e_over_infer"], st["infer"]["p50_ms"], st["infer"]["p99_ms"],
-                             st["end_to_end"]["p50_ms"], st["end_to_end"]["p99_ms"]))
+                             r["e2e_over_infer"], st["infer"]["p50"], st["infer"]["p99"],
+                             st["end_to_end"]["p50"], st["end_to_end"]["p99"]))
     print("| model | input | backend | precision | infer-only FPS | end-to-end FPS | e2e/infer | infer p50 / p99 ms | e2e latency p50 / p99 ms |")
     print("|---|---|---|---|---:|---:|---:|---:|---:|")
     for m, s, lab, prec, fi, fe, ratio, i50, i99, e50, e99 in rows:

@@ -29,7 +29,6 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,16 +38,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-Runner = Callable[[np.ndarray], Any]
-
-
 @dataclass
 class Column:
     """One way of running the model, accumulated frame by frame."""
 
     name: str
     how: str
-    run: Runner
+    backend: Any  # rtseg.runtime.base.Backend, active while measuring
     gt: Any = None  # ConfusionMatrix vs ground truth
     proxy: Any = None  # ConfusionMatrix vs the FP32 ONNX labels
     agree: list[float] = field(default_factory=list)
@@ -56,19 +52,13 @@ class Column:
 
 
 def measure(checkpoint: Path, data: Path, limit: int | None, workdir: Path) -> dict[str, Any]:
-    from rtseg.benchmark.parity import (
-        count_nonfinite,
-        cpu_has_fp16_arithmetic,
-        fp16_emulation_runner,
-        onnxruntime_runner,
-        openvino_runner,
-        split_outputs,
-    )
+    from rtseg.benchmark.parity import fp16_candidate
     from rtseg.core.errors import UserInputError
     from rtseg.data.augment import resize_for_model
     from rtseg.data.datasets import open_dataset
     from rtseg.eval.evaluate import labels_to_size
     from rtseg.eval.metrics import ConfusionMatrix
+    from rtseg.eval.parity import count_nonfinite, outputs
     from rtseg.export.onnx_export import export_onnx
     from rtseg.export.precision import convert_to_mixed_fp16
     from rtseg.export.quantize import quantize_int8
@@ -93,35 +83,32 @@ def measure(checkpoint: Path, data: Path, limit: int | None, workdir: Path) -> d
     convert_to_mixed_fp16(fp32_logits, fp16)
     quantize_int8(fp32, int8, calib_source=data / "train" / "images", max_frames=32)
 
-    torch_backend = create_backend("torch", checkpoint)
-    torch_backend.activate()
-    if cpu_has_fp16_arithmetic():
-        fp16_run, fp16_how = openvino_runner(fp16, inference_precision="f16")[0], "OpenVINO f16 (FP16 arithmetic)"
-    else:
-        fp16_run, fp16_how = fp16_emulation_runner(fp16), "FP16 rounding emulated on ONNX Runtime"
-    reference = onnxruntime_runner(fp32)
+    fp16_backend, fp16_how = fp16_candidate(fp16)  # OpenVINO f16 where the CPU has FP16 arithmetic
     columns = [
-        Column("torch f32", "the checkpoint, PyTorch CPU", torch_backend.infer),
-        Column("onnxruntime f32", "FP32 ONNX, ONNX Runtime", reference),
+        Column("torch f32", "the checkpoint, PyTorch CPU", create_backend("torch", checkpoint)),
+        Column("onnxruntime f32", "FP32 ONNX, ONNX Runtime", create_backend("onnxruntime", fp32)),
         Column("openvino f32", "FP32 ONNX, OpenVINO INFERENCE_PRECISION_HINT=f32",
-               openvino_runner(fp32, inference_precision="f32")[0]),
+               create_backend("openvino", fp32, precision="f32")),
         Column("openvino bf16", "FP32 ONNX, OpenVINO INFERENCE_PRECISION_HINT=bf16",
-               openvino_runner(fp32, inference_precision="bf16")[0]),
-        Column("fp16", "mixed-FP16 ONNX, " + fp16_how, fp16_run, nonfinite=0),
-        Column("int8", "Q/DQ INT8 ONNX (32 train frames), ONNX Runtime", onnxruntime_runner(int8)),
+               create_backend("openvino", fp32, precision="bf16")),
+        Column("fp16", fp16_how, fp16_backend, nonfinite=0),
+        Column("int8", "Q/DQ INT8 ONNX (32 train frames), ONNX Runtime", create_backend("onnxruntime", int8)),
     ]
+    reference = columns[1].backend
     c = val.info.num_classes
     for col in columns:
         col.gt = ConfusionMatrix(c, val.info.ignore_index)
         col.proxy = ConfusionMatrix(c)
     t0 = time.perf_counter()
     try:
+        for col in columns:
+            col.backend.activate()
         for i in range(n):
             frame = resize_for_model(val.load_image(i), size)[None]
             gt = val.load_label(i)
-            ref, _ = split_outputs(reference(frame))
+            ref = reference.infer(frame)
             for col in columns:
-                labels, logits = split_outputs(col.run(frame))
+                labels, logits = outputs(col.backend, frame)
                 if col.nonfinite is not None and logits is not None:
                     col.nonfinite += count_nonfinite(logits)
                 col.gt.update(labels_to_size(labels[0], gt.shape), gt)
@@ -130,7 +117,8 @@ def measure(checkpoint: Path, data: Path, limit: int | None, workdir: Path) -> d
             if (i + 1) % 10 == 0 or i + 1 == n:
                 print(f"  {i + 1}/{n} frames ({time.perf_counter() - t0:.0f} s)", flush=True)
     finally:
-        torch_backend.deactivate()
+        for col in columns:
+            col.backend.deactivate()
 
     names = val.info.class_names
     base = columns[1].gt.result(names).miou

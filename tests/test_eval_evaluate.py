@@ -58,9 +58,11 @@ def test_parity_torch_vs_onnxruntime(artifacts):
     ds = open_dataset(artifacts["data"], "val")
     with create_backend("torch", artifacts["ckpt"]) as a, create_backend("onnxruntime", artifacts["onnx"]) as b:
         rep = parity(a, b, ds, names=("torch", "ort"))
-    assert len(rep.frames) == 3 and rep.min_agreement > 0.99
-    assert rep.metrics_a.miou == 1.0 and rep.metrics_b.miou > 0.97
-    assert "parity torch vs ort" in rep.format_text()
+    # the one parity report type: per frame, per class, and both sides against ground truth
+    assert rep.frames == 3 and len(rep.per_frame) == 3 and rep.worst_frame_agreement > 0.99
+    assert rep.reference_miou_gt == 1.0 and rep.candidate_miou_gt > 0.97
+    assert rep.reference == "torch" and rep.candidate == "ort" and not rep.logits_checked
+    assert "parity ort vs torch" in rep.summary() and "against ground truth" in rep.summary()
 
 
 def test_other_image_size_is_resized_like_the_pipeline(artifacts, tmp_path):
@@ -102,7 +104,7 @@ def test_cli_json_and_parity_with_openvino(artifacts, tmp_path, capsys):
     assert main([str(artifacts["onnx"]), "--data", str(artifacts["data"]), "--parity-with", "openvino",
                  "--parity-precision", "f32", "--json", str(pj)]) == 0
     p = json.loads(pj.read_text())
-    assert p["min_agreement"] > 0.99 and len(p["frames"]) == 3
+    assert p["worst_frame_agreement"] > 0.99 and p["frames"] == 3 and len(p["per_frame"]) == 3
     assert main([str(tmp_path / "missing.onnx"), "--data", str(artifacts["data"])]) != 0
     assert "does not exist" in capsys.readouterr().err
 

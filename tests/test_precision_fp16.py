@@ -66,14 +66,23 @@ def test_structure_keeps_io_and_sensitive_ops_fp32(onnx_pair: tuple[Path, Path])
     assert meta_b[PRECISION_META_KEY] == "fp16" and read_precision(b) == "fp16" and read_precision(a) == "f32"
 
 
+def _compare(reference, candidate, batches, class_names, **kw):
+    """Parity of two (not yet active) backends, as rtseg-bench --parity runs it."""
+    from rtseg.eval.parity import compare_backends
+
+    with reference, candidate:
+        return compare_backends(reference, candidate, batches, class_names, **kw)
+
+
 def test_onnxruntime_runs_mixed_graph_close_to_fp32(onnx_pair: tuple[Path, Path]) -> None:
-    from rtseg.benchmark.parity import onnxruntime_runner, parity_report
     from rtseg.core.datasets_meta import CAMVID_CLASSES
+    from rtseg.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
     src, dst = onnx_pair
     frames = street_frames(4, SIZE)
-    rep = parity_report(onnxruntime_runner(src), onnxruntime_runner(dst), (f[None] for f in frames),
-                        CAMVID_CLASSES, candidate_name="fp16")
+    cand = OnnxRuntimeBackend(dst)
+    assert str(cand.info().precision) == "fp16"  # the file's own tag, not "f32"
+    rep = _compare(OnnxRuntimeBackend(src), cand, (f[None] for f in frames), CAMVID_CLASSES, candidate_name="fp16")
     assert rep.logits_checked and rep.nonfinite == 0
     assert rep.pixel_agreement >= 0.99, rep.summary()
 
@@ -86,17 +95,18 @@ def _ov_fp16_or_skip():
 
 
 def test_openvino_executes_fp16_arithmetic(onnx_pair: tuple[Path, Path]) -> None:
-    from rtseg.benchmark.parity import openvino_runner, parity_report
     from rtseg.core.datasets_meta import CAMVID_CLASSES
+    from rtseg.runtime.openvino_backend import OpenVinoBackend
 
     _ov_fp16_or_skip()
     src, dst = onnx_pair
-    ref, executed32 = openvino_runner(src, inference_precision="f32")
-    cand, executed16 = openvino_runner(dst, inference_precision="f16")
+    ref, cand = OpenVinoBackend(src, precision="f32"), OpenVinoBackend(dst, precision="fp16")
+    with ref, cand:
+        executed32, executed16 = ref.executed_precisions(), cand.executed_precisions()
     # Proof from the execution graph, not from the hint: convolutions ran in f16 here, f32 there.
     assert executed16[("Convolution", "f16")] > 0 and executed16[("Convolution", "f32")] == 0
     assert executed32[("Convolution", "f32")] > 0 and executed32[("Convolution", "f16")] == 0
-    rep = parity_report(ref, cand, (f[None] for f in street_frames(4, SIZE)), CAMVID_CLASSES)
+    rep = _compare(ref, cand, (f[None] for f in street_frames(4, SIZE)), CAMVID_CLASSES)
     assert rep.nonfinite == 0 and rep.pixel_agreement >= 0.99, rep.summary()
 
 
@@ -105,9 +115,9 @@ def test_emulation_rounds_every_fp16_tensor(onnx_pair: tuple[Path, Path]) -> Non
     import onnx
     from onnx import TensorProto
 
-    from rtseg.benchmark.parity import fp16_emulation_runner, onnxruntime_runner, parity_report
     from rtseg.core.datasets_meta import CAMVID_CLASSES
-    from rtseg.export.fp16_emulation import emulate_fp16_rounding
+    from rtseg.runtime.fp16_emulation import emulate_fp16_rounding
+    from rtseg.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
     src, dst = onnx_pair
     mixed = onnx.load(str(dst))
@@ -125,19 +135,22 @@ def test_emulation_rounds_every_fp16_tensor(onnx_pair: tuple[Path, Path]) -> Non
     assert {n.output[0] for n in emu.graph.node if n.name.startswith("rtseg_back32_")} == produced_half
     # It computes something different from FP32 (rounding is real) and close to it.
     frames = street_frames(4, SIZE)
-    ref, cand = onnxruntime_runner(src), fp16_emulation_runner(dst)
-    l32, l16 = ref(frames[:1])[1], cand(frames[:1])[1]
+    ref, cand = OnnxRuntimeBackend(src), OnnxRuntimeBackend(dst, emulate_fp16=True)
+    with ref, cand:
+        l32, l16 = ref.infer_with_logits(frames[:1])[1], cand.infer_with_logits(frames[:1])[1]
+        assert "emulated" in cand.info().device and str(cand.info().precision) == "fp16"
     assert not np.array_equal(l32, l16) and np.abs(l32 - l16).max() < 0.05 * np.abs(l32).max()
-    rep = parity_report(ref, cand, (f[None] for f in frames), CAMVID_CLASSES)
+    rep = _compare(ref, cand, (f[None] for f in frames), CAMVID_CLASSES)
     assert rep.nonfinite == 0 and rep.pixel_agreement >= 0.99, rep.summary()
 
 
 def test_emulation_has_fp16_range_and_precision(tmp_path: Path) -> None:
     """Overflow beyond 65504 becomes Inf and values snap to FP16's grid, as on an FP16 device."""
     import onnx
+    import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from rtseg.benchmark.parity import fp16_emulation_runner
+    from rtseg.runtime.fp16_emulation import emulate_fp16_rounding
 
     k = numpy_helper.from_array(np.array([1000.0], dtype=np.float16), "k")
     g = helper.make_graph(
@@ -148,7 +161,13 @@ def test_emulation_has_fp16_range_and_precision(tmp_path: Path) -> None:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])], [k])
     path = tmp_path / "mul.onnx"
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    y = fp16_emulation_runner(path)(np.array([100.0, 1.0001, 0.001], dtype=np.float32))
+    # A bare graph (no rtseg metadata), so a plain session runs the emulated graph with the
+    # optimiser off, as the emulating backend does.
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(emulate_fp16_rounding(onnx.load(str(path))).SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+    y = sess.run(None, {"x": np.array([100.0, 1.0001, 0.001], dtype=np.float32)})[0]
     assert np.isinf(y[0])  # 100000 > 65504
     assert y[1] == 1000.0  # 1.0001 rounds to 1.0 in FP16
     assert y[2] == np.float32(np.float16(np.float16(0.001) * np.float16(1000.0)))
@@ -168,7 +187,7 @@ def _camvid_frames(n: int) -> np.ndarray:
     d = camvid_dir()
     if d is None:
         pytest.skip("CamVid not found (expected at ../shared/datasets/camvid beside the repo)")
-    from rtseg.export.quantize import read_frames
+    from rtseg.pipeline.sampling import read_frames
 
     return read_frames(d / "val" / "images", (360, 480), n)
 
@@ -178,9 +197,9 @@ def test_camvid_random_weights_stdc1_fp16_agreement(tmp_path: Path) -> None:
     """Random weights: class margins are tiny, so this is the hard case for FP16 agreement."""
     import torch
 
-    from rtseg.benchmark.parity import openvino_runner, parity_report
     from rtseg.core.datasets_meta import CAMVID_CLASSES
     from rtseg.models import create_model
+    from rtseg.runtime.openvino_backend import OpenVinoBackend
 
     _ov_fp16_or_skip()
     frames = _camvid_frames(3)
@@ -188,16 +207,16 @@ def test_camvid_random_weights_stdc1_fp16_agreement(tmp_path: Path) -> None:
     src = export(create_model("stdc1", 11), tmp_path / "stdc1.onnx", (360, 480))
     dst = tmp_path / "stdc1_fp16.onnx"
     convert_to_mixed_fp16(src, dst)
-    ref, _ = openvino_runner(src, inference_precision="f32")
-    cand, _ = openvino_runner(dst, inference_precision="f16")
-    rep = parity_report(ref, cand, (f[None] for f in frames), CAMVID_CLASSES)
+    rep = _compare(OpenVinoBackend(src, precision="f32"), OpenVinoBackend(dst, precision="fp16"),
+                   (f[None] for f in frames), CAMVID_CLASSES)
     assert rep.pixel_agreement >= 0.995, rep.summary()
 
 
 @pytest.mark.slow
 def test_camvid_trained_model_fp16_agreement(tmp_path: Path) -> None:
     """Issue acceptance: the bundled trained model, FP16 vs FP32 on real CamVid frames, >= 99.5%."""
-    from rtseg.benchmark.parity import FP16_MIN_AGREEMENT, check_fp16, openvino_runner, parity_report
+    from rtseg.eval.parity import FP16_MIN_AGREEMENT, check_fp16
+    from rtseg.runtime.openvino_backend import OpenVinoBackend
 
     weights = bundled_trained_weights()
     if weights is None:
@@ -212,22 +231,16 @@ def test_camvid_trained_model_fp16_agreement(tmp_path: Path) -> None:
     export_onnx(loaded.model, loaded.meta, input_size=(360, 480), path=src, verify=False)
     dst = tmp_path / "trained_fp16.onnx"
     convert_to_mixed_fp16(src, dst)
-    ref, _ = openvino_runner(src, inference_precision="f32")
-    cand, _ = openvino_runner(dst, inference_precision="f16")
-    rep = parity_report(ref, cand, (f[None] for f in frames), loaded.meta.class_names)
+    rep = _compare(OpenVinoBackend(src, precision="f32"), OpenVinoBackend(dst, precision="fp16"),
+                   (f[None] for f in frames), loaded.meta.class_names)
     check_fp16(rep, min_agreement=FP16_MIN_AGREEMENT)
 
 
 @pytest.mark.slow
 def test_camvid_trained_model_fp16_emulated_agreement(tmp_path: Path) -> None:
     """The same acceptance on any CPU: FP16 rounding emulated (FP16 weights and tensors), >= 99.5%."""
-    from rtseg.benchmark.parity import (
-        FP16_MIN_AGREEMENT,
-        check_fp16,
-        fp16_emulation_runner,
-        onnxruntime_runner,
-        parity_report,
-    )
+    from rtseg.eval.parity import FP16_MIN_AGREEMENT, check_fp16
+    from rtseg.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
     weights = bundled_trained_weights()
     if weights is None:
@@ -241,8 +254,8 @@ def test_camvid_trained_model_fp16_emulated_agreement(tmp_path: Path) -> None:
     export_onnx(loaded.model, loaded.meta, input_size=(360, 480), path=src, verify=False, with_logits=True)
     dst = tmp_path / "trained_fp16.onnx"
     convert_to_mixed_fp16(src, dst)
-    rep = parity_report(onnxruntime_runner(src), fp16_emulation_runner(dst), (f[None] for f in frames),
-                        loaded.meta.class_names)
+    rep = _compare(OnnxRuntimeBackend(src), OnnxRuntimeBackend(dst, emulate_fp16=True), (f[None] for f in frames),
+                   loaded.meta.class_names)
     print(f"\n[report] {rep.summary()}")
     assert rep.logits_checked and rep.nonfinite == 0
     check_fp16(rep, min_agreement=FP16_MIN_AGREEMENT)
@@ -252,8 +265,8 @@ def test_parity_on_a_video_source(onnx_pair: tuple[Path, Path], tmp_path: Path) 
     """The rtseg-bench --parity entry point on a real video file (frames written with cv2.VideoWriter)."""
     import cv2
 
-    from rtseg.benchmark.parity import onnxruntime_runner, parity_on_source
-    from rtseg.core.datasets_meta import CAMVID_CLASSES
+    from rtseg.benchmark.parity import parity_on_source
+    from rtseg.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
     src, dst = onnx_pair
     video = tmp_path / "clip.mp4"
@@ -261,9 +274,9 @@ def test_parity_on_a_video_source(onnx_pair: tuple[Path, Path], tmp_path: Path) 
     for f in street_frames(5, SIZE):
         vw.write(f)
     vw.release()
-    rep = parity_on_source(onnxruntime_runner(src), onnxruntime_runner(dst), video, input_size=SIZE,
-                           class_names=CAMVID_CLASSES, precision="fp16", min_agreement=0.99)
-    assert rep.frames == 5 and rep.logits_checked and rep.nonfinite == 0
-    with pytest.raises(ExportError, match="agree"):
-        parity_on_source(onnxruntime_runner(src), onnxruntime_runner(dst), video, input_size=SIZE,
-                         class_names=CAMVID_CLASSES, precision="fp16", min_agreement=1.01)
+    with OnnxRuntimeBackend(src) as ref, OnnxRuntimeBackend(dst) as cand:
+        # the candidate's precision (the file's fp16 tag) picks the acceptance rule
+        rep = parity_on_source(ref, cand, video, min_agreement=0.99)
+        assert rep.frames == 5 and rep.logits_checked and rep.nonfinite == 0 and rep.candidate == "fp16"
+        with pytest.raises(ExportError, match="agree"):
+            parity_on_source(ref, cand, video, precision="fp16", min_agreement=1.01)

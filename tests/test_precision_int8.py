@@ -9,16 +9,25 @@ import numpy as np
 import pytest
 from precision_helpers import bundled_trained_weights, camvid_dir, export, street_frames, tiny_model
 
-from rtseg.benchmark.parity import (
+from rtseg.core.datasets_meta import CAMVID_CLASSES
+from rtseg.core.errors import ExportError, RtsegError, UserInputError
+from rtseg.core.precision import Precision
+from rtseg.eval.parity import (
     INT8_MIOU_BUDGET,
+    ParityAccumulator,
     check_fp16,
     check_int8_budget,
-    onnxruntime_runner,
-    parity_report,
+    compare_backends,
 )
-from rtseg.core.datasets_meta import CAMVID_CLASSES
-from rtseg.core.errors import ExportError, UserInputError
-from rtseg.export.quantize import quantize_int8, read_frames
+from rtseg.export.quantize import quantize_int8
+from rtseg.pipeline.sampling import read_frames
+from rtseg.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+
+def ort_parity(src: Path, dst: Path, batches, class_names, **kw):
+    """FP32 vs candidate, both ONNX files on ONNX Runtime backends."""
+    with OnnxRuntimeBackend(src) as ref, OnnxRuntimeBackend(dst) as cand:
+        return compare_backends(ref, cand, batches, class_names, **kw)
 
 SIZE = (64, 96)
 
@@ -39,11 +48,9 @@ def test_iou_and_agreement_by_hand() -> None:
     assert iou[0] == pytest.approx(80 / 88)  # class 0: 84 vs 84 px, overlap 80
     assert np.isnan(iou[2])  # absent from both: not counted
 
-    def runner(x: np.ndarray):
-        return x
-
-    rep = parity_report(lambda f: ref, lambda f: (cand, np.array([1.0, np.nan, np.inf])),
-                        [np.zeros((1, 10, 10, 3), np.uint8)], ["a", "b", "c"], candidate_name="int8")
+    acc = ParityAccumulator(["a", "b", "c"], candidate="int8")
+    acc.add(ref, cand, np.array([1.0, np.nan, np.inf]))
+    rep = acc.report()
     assert rep.pixel_agreement == pytest.approx(92 / 100)
     assert rep.miou == pytest.approx((12 / 20 + 80 / 88) / 2)
     assert set(rep.class_iou) == {"a", "b"}
@@ -52,7 +59,9 @@ def test_iou_and_agreement_by_hand() -> None:
         check_int8_budget(rep)
     with pytest.raises(ExportError, match="NaN/Inf"):
         check_fp16(rep)
-    clean = parity_report(lambda f: ref, lambda f: cand, [np.zeros((1, 10, 10, 3), np.uint8)], ["a", "b", "c"])
+    acc = ParityAccumulator(["a", "b", "c"])
+    acc.add(ref, cand)
+    clean = acc.report()
     assert clean.miou_drop_points == pytest.approx(100 * (1 - clean.miou))
     check_int8_budget(clean, budget_points=clean.miou_drop_points + 0.5)  # within budget: accepted
     with pytest.raises(ExportError, match=r"drops 24\.\d\d points \(budget 1\)"):
@@ -60,7 +69,7 @@ def test_iou_and_agreement_by_hand() -> None:
     with pytest.raises(ExportError, match="agree .* on only 92.000%"):
         check_fp16(clean)
     with pytest.raises(UserInputError, match="no frames"):
-        parity_report(runner, runner, [], ["a"])
+        ParityAccumulator(["a"]).report()
 
 
 # -- calibration frame sources ----------------------------------------------------
@@ -150,9 +159,25 @@ def test_onnxruntime_runs_int8_kernels(int8_pair: tuple[Path, Path], tmp_path: P
     ort.InferenceSession(str(dst), opts, providers=["CPUExecutionProvider"])
     ops = {n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node}
     assert "QLinearConv" in ops
-    rep = parity_report(onnxruntime_runner(src), onnxruntime_runner(dst),
-                        (f[None] for f in street_frames(4, SIZE)), CAMVID_CLASSES, candidate_name="int8")
+    rep = ort_parity(src, dst, (f[None] for f in street_frames(4, SIZE)), CAMVID_CLASSES, candidate_name="int8")
     assert rep.pixel_agreement > 0.95, rep.summary()  # close, though random weights make no budget promise
+
+
+def test_int8_onnx_reports_int8_from_its_own_tag(int8_pair: tuple[Path, Path]) -> None:
+    """Every report states what the artifact really runs: the Q/DQ file's rtseg.precision tag."""
+    from rtseg.runtime.openvino_backend import OpenVinoBackend
+
+    src, dst = int8_pair
+    with OnnxRuntimeBackend(dst) as be:
+        assert be.info().precision is Precision.INT8
+    with OnnxRuntimeBackend(src) as be:
+        assert be.info().precision is Precision.F32
+    with OpenVinoBackend(dst) as be:  # OpenVINO runs the quantized convolutions in INT8 too
+        assert be.info().precision is Precision.INT8
+    with pytest.raises(RtsegError, match="fixed when it was exported"):
+        OnnxRuntimeBackend(dst, precision="f32")
+    with pytest.raises(RtsegError, match="runs f32, not int8"):
+        OnnxRuntimeBackend(src, precision="int8")
 
 
 def test_quantize_refuses_bad_requests(int8_pair: tuple[Path, Path], tmp_path: Path) -> None:
@@ -179,8 +204,7 @@ def test_random_weights_stdc1_int8_rejected_over_budget(tmp_path: Path) -> None:
     frames = street_frames(12, size)
     dst = tmp_path / "stdc1_int8.onnx"
     quantize_int8(src, dst, calib_frames=frames[::2])
-    rep = parity_report(onnxruntime_runner(src), onnxruntime_runner(dst), (f[None] for f in frames[1::2]),
-                        CAMVID_CLASSES, candidate_name="int8")
+    rep = ort_parity(src, dst, (f[None] for f in frames[1::2]), CAMVID_CLASSES, candidate_name="int8")
     assert rep.miou_drop_points > INT8_MIOU_BUDGET
     with pytest.raises(ExportError, match="INT8 rejected: mIoU vs FP32 labels drops"):
         check_int8_budget(rep)
@@ -210,8 +234,7 @@ def test_camvid_trained_model_int8_within_budget(tmp_path: Path) -> None:
     dst = tmp_path / "trained_int8.onnx"
     quantize_int8(src, dst, calib_source=d / "train" / "images", max_frames=32)
     frames = read_frames(d / "val" / "images", (360, 480), 10)
-    rep = parity_report(onnxruntime_runner(src), onnxruntime_runner(dst), (f[None] for f in frames),
-                        loaded.meta.class_names, candidate_name="int8")
+    rep = ort_parity(src, dst, (f[None] for f in frames), loaded.meta.class_names, candidate_name="int8")
     check_int8_budget(rep)
 
 

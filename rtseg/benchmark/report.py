@@ -1,7 +1,11 @@
 """Benchmark numbers and how they are printed (trtexec style) or saved (JSON).
 
-All latencies are computed here from per-frame stage durations, in one place,
-so the console table and the JSON always agree.
+The latencies are the pipeline's own: ``rtseg.pipeline.stats`` computes every
+``Dist`` (one percentile set: p50/p90/p95/p99/max, plus mean) over the one
+stage list ``STAGES``, and ``format_stage_table`` prints them for
+``rtseg-bench`` exactly as for ``rtseg-run``. Inference-only timing is a
+separate, labelled figure (back-to-back ``infer`` on preloaded frames, no
+pipeline), never one of the pipeline's stages.
 """
 
 from __future__ import annotations
@@ -14,40 +18,24 @@ from typing import Any
 
 import numpy as np
 
-#: Stage order in reports; a stage with no samples is left out.
-STAGES = ("decode", "preprocess", "h2d", "compute", "d2h", "infer", "postprocess", "end_to_end", "infer_only")
-PERCENTILES = (50, 90, 99)
-
-
-@dataclass
-class StageStats:
-    n: int
-    mean_ms: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    max_ms: float
-    min_ms: float
-
-    @classmethod
-    def of(cls, seconds: list[float] | np.ndarray) -> StageStats:
-        a = np.asarray(seconds, np.float64) * 1e3
-        p50, p90, p99 = np.percentile(a, PERCENTILES)
-        return cls(int(a.size), float(a.mean()), float(p50), float(p90), float(p99), float(a.max()), float(a.min()))
+from rtseg.pipeline.stats import Dist, format_stage_table
 
 
 @dataclass
 class RunReport:
-    """One backend's run over the measured frames."""
+    """One backend's run: inference-only over preloaded frames, then the app's pipeline end to end."""
 
     label: str  # e.g. "openvino bf16"
-    backend: dict[str, Any]  # BackendInfo as a dict
-    frames: int
+    backend: dict[str, Any]  # BackendInfo as a dict (precision: what really ran)
+    frames: int  # measured frames of the end-to-end run (and of the inference-only loop)
     warmup: int
-    e2e_fps: float  # measured frames / wall time of the pipelined run
+    e2e_fps: float  # measured frames / wall time of the pipelined run (nan when it was not run)
     infer_only_fps: float  # frames / time of back-to-back infer() on preloaded frames
-    stages: dict[str, StageStats] = field(default_factory=dict)
-    dropped: int = 0
+    infer_only: Dist  # per-call latency of that loop (ms)
+    stages: dict[str, Dist] = field(default_factory=dict)  # the pipeline's stages (ms), STAGES order
+    dropped: int = 0  # frames the pipeline dropped (0: benchmark mode drops nothing)
+    note: str | None = None  # why something was not measured
+    model: dict[str, Any] = field(default_factory=dict)  # what ran: name, classes, input size, batch, weights
 
     @property
     def e2e_over_infer(self) -> float:
@@ -115,21 +103,23 @@ def format_report(rep: BenchReport) -> str:
         lines.append("")
         lines.append(f"--- {r.label}: backend {b['backend']} on {b['device']}, precision {b['precision']}, "
                      f"threads {b['threads'] if b['threads'] else 'default'} ({vers})")
-        lines.append(f"Throughput: end-to-end {r.e2e_fps:.1f} FPS | inference-only {r.infer_only_fps:.1f} FPS | "
-                     f"end-to-end / inference-only = {r.e2e_over_infer:.2f}" + (f" | dropped {r.dropped}" if r.dropped else ""))
-        lines.append(f"{'Latency (ms)':<14}{'mean':>8}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}")
-        for name in STAGES:
-            st = r.stages.get(name)
-            if st is None:
-                continue
-            lines.append(f"  {name:<12}{st.mean_ms:8.2f}{st.p50_ms:8.2f}{st.p90_ms:8.2f}{st.p99_ms:8.2f}{st.max_ms:8.2f}")
+        lines.append(f"Throughput: end-to-end {r.e2e_fps:.1f} FPS (the app's pipeline, benchmark mode) | "
+                     f"inference-only {r.infer_only_fps:.1f} FPS | end-to-end / inference-only = "
+                     f"{r.e2e_over_infer:.2f}" + (f" | dropped {r.dropped}" if r.dropped else ""))
+        if r.note:
+            lines.append(f"Note: {r.note}")
+        lines.extend(format_stage_table(r.stages))
+        io = r.infer_only
+        lines.append(f"Inference only (back-to-back infer() on preloaded frames, not the pipeline): "
+                     f"mean {io.mean:.2f} | p50 {io.p50:.2f} | p90 {io.p90:.2f} | p95 {io.p95:.2f} | "
+                     f"p99 {io.p99:.2f} | max {io.max:.2f} ms over {io.n} calls")
     if len(rep.runs) > 1:
         base = rep.runs[0]
         lines.append("")
         lines.append(f"=== Compare (relative to {base.label}) ===")
         lines.append(f"{'run':<24}{'e2e FPS':>10}{'x':>7}{'infer FPS':>11}{'x':>7}{'infer p50 ms':>14}")
         for r in rep.runs:
-            p50 = r.stages["infer"].p50_ms if "infer" in r.stages else float("nan")
+            p50 = r.stages["infer"].p50 if "infer" in r.stages else float("nan")
             lines.append(f"{r.label:<24}{r.e2e_fps:10.1f}{r.e2e_fps / base.e2e_fps:7.2f}"
                          f"{r.infer_only_fps:11.1f}{r.infer_only_fps / base.infer_only_fps:7.2f}{p50:14.2f}")
     return "\n".join(lines)

@@ -12,7 +12,6 @@ backend(s) for the duration of the call.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
@@ -22,6 +21,7 @@ from rtseg.core.errors import ExportError, UserInputError
 from rtseg.data.augment import resize_for_model
 from rtseg.data.datasets import SegDataset
 from rtseg.eval.metrics import ConfusionMatrix, SegMetrics
+from rtseg.eval.parity import ParityAccumulator, ParityReport, outputs
 
 ProgressFn = Callable[[int, int], None]
 
@@ -43,9 +43,10 @@ def check_compatible(backend: Any, ds: SegDataset) -> None:
         )
 
 
-def _batches(backend: Any, ds: SegDataset, limit: int | None):
-    """Yield ``(indices, labels)`` per backend batch; a fixed-batch artifact gets its
-    last batch padded with repeats of the last frame, whose results are dropped."""
+def _batches(backend: Any, ds: SegDataset, limit: int | None, *, with_logits: bool = False):
+    """Yield ``(indices, labels, logits or None)`` per backend batch; a fixed-batch artifact gets
+    its last batch padded with repeats of the last frame, whose results are dropped. Logits only
+    with ``with_logits`` and when the backend's artifact has them."""
     n_batch, h, w = backend.input_shape
     n = min(len(ds), limit) if limit else len(ds)
     for s in range(0, n, n_batch):
@@ -53,8 +54,9 @@ def _batches(backend: Any, ds: SegDataset, limit: int | None):
         frames = [resize_for_model(ds.load_image(i), (h, w)) for i in idx]
         while len(frames) < n_batch:
             frames.append(frames[-1])
-        labels = backend.infer(np.stack(frames))
-        yield idx, labels[: len(idx)]
+        batch = np.stack(frames)
+        labels, logits = outputs(backend, batch) if with_logits else (backend.infer(batch), None)
+        yield idx, labels[: len(idx)], None if logits is None else logits[: len(idx)]
 
 
 def evaluate_backend(backend: Any, ds: SegDataset, *, limit: int | None = None,
@@ -64,7 +66,7 @@ def evaluate_backend(backend: Any, ds: SegDataset, *, limit: int | None = None,
     cm = ConfusionMatrix(ds.info.num_classes, ds.info.ignore_index)
     n = min(len(ds), limit) if limit else len(ds)
     done = 0
-    for idx, labels in _batches(backend, ds, limit):
+    for idx, labels, _ in _batches(backend, ds, limit):
         for i, pred in zip(idx, labels, strict=True):
             gt = ds.load_label(i)
             cm.update(labels_to_size(pred, gt.shape), gt)
@@ -74,76 +76,36 @@ def evaluate_backend(backend: Any, ds: SegDataset, *, limit: int | None = None,
     return cm.result(ds.info.class_names)
 
 
-@dataclass
-class ParityReport:
-    """Per-frame agreement between two backends' labels (at the artifacts' input size)."""
-
-    backend_a: str
-    backend_b: str
-    frames: list[tuple[str, float]] = field(default_factory=list)  # (name, fraction of equal labels)
-    metrics_a: SegMetrics | None = None
-    metrics_b: SegMetrics | None = None
-
-    @property
-    def mean_agreement(self) -> float:
-        return float(np.mean([a for _, a in self.frames])) if self.frames else float("nan")
-
-    @property
-    def min_agreement(self) -> float:
-        return float(min(a for _, a in self.frames)) if self.frames else float("nan")
-
-    def worst(self, k: int = 5) -> list[tuple[str, float]]:
-        return sorted(self.frames, key=lambda t: t[1])[:k]
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "backend_a": self.backend_a, "backend_b": self.backend_b,
-            "mean_agreement": self.mean_agreement, "min_agreement": self.min_agreement,
-            "frames": [{"name": n, "agreement": a} for n, a in self.frames],
-        }
-        if self.metrics_a is not None and self.metrics_b is not None:
-            d["miou_a"], d["miou_b"] = self.metrics_a.miou, self.metrics_b.miou
-        return d
-
-    def format_text(self) -> str:
-        lines = [f"parity {self.backend_a} vs {self.backend_b} on {len(self.frames)} frames: "
-                 f"mean agreement {100 * self.mean_agreement:.3f}%, min {100 * self.min_agreement:.3f}%"]
-        if self.metrics_a is not None and self.metrics_b is not None:
-            lines.append(f"mIoU {self.backend_a}: {100 * self.metrics_a.miou:.2f}%, "
-                         f"{self.backend_b}: {100 * self.metrics_b.miou:.2f}% "
-                         f"(difference {100 * (self.metrics_b.miou - self.metrics_a.miou):+.2f} points)")
-        lines.append("least agreeing frames: " + ", ".join(f"{n} {100 * a:.2f}%" for n, a in self.worst()))
-        return "\n".join(lines)
-
-
 def parity(backend_a: Any, backend_b: Any, ds: SegDataset, *, limit: int | None = None,
            names: tuple[str, str] = ("a", "b"), progress: ProgressFn | None = None) -> ParityReport:
     """Run both active backends on the same frames; compare their labels frame by frame
-    and score both against the ground truth."""
+    (``b`` the candidate, ``a`` the reference) and score both against the ground truth.
+
+    Returns the one ``ParityReport`` type, with per-frame agreement and both sides'
+    mIoU against ground truth filled in."""
     check_compatible(backend_a, ds)
     check_compatible(backend_b, ds)
     if backend_a.input_shape[1:] != backend_b.input_shape[1:]:
         raise UserInputError(f"the two artifacts take different input sizes ({backend_a.input_shape[1:]} vs "
                              f"{backend_b.input_shape[1:]}); export both at the same size to compare them")
-    rep = ParityReport(*names)
+    acc = ParityAccumulator(ds.info.class_names, reference=names[0], candidate=names[1])
     cms = [ConfusionMatrix(ds.info.num_classes, ds.info.ignore_index) for _ in range(2)]
     n = min(len(ds), limit) if limit else len(ds)
-    it_b = _batches(backend_b, ds, limit)
+    it_b = _batches(backend_b, ds, limit, with_logits=True)
     done = 0
-    for idx, la in _batches(backend_a, ds, limit):
-        idx_b, lb = next(it_b)
+    for idx, la, _ in _batches(backend_a, ds, limit):
+        idx_b, lb, logits_b = next(it_b)
         assert idx_b == idx
+        acc.add(la, lb, logits_b, names=[ds.name_of(i) for i in idx])
         for i, pa, pb in zip(idx, la, lb, strict=True):
-            rep.frames.append((ds.name_of(i), float((pa == pb).mean())))
             gt = ds.load_label(i)
             cms[0].update(labels_to_size(pa, gt.shape), gt)
             cms[1].update(labels_to_size(pb, gt.shape), gt)
         done += len(idx)
         if progress:
             progress(done, n)
-    rep.metrics_a = cms[0].result(ds.info.class_names)
-    rep.metrics_b = cms[1].result(ds.info.class_names)
-    return rep
+    return acc.report(reference_miou_gt=cms[0].result(ds.info.class_names).miou,
+                      candidate_miou_gt=cms[1].result(ds.info.class_names).miou)
 
 
 def accuracy_drop(baseline: SegMetrics, candidate: SegMetrics,
