@@ -62,7 +62,7 @@ def main() -> int:
     from rtseg.gui.main_window import MainWindow
     from rtseg.gui.model_picker import ModelRequest
     from rtseg.gui.settings import Settings
-    from rtseg.runtime.choice import SAMPLE_CLIP, resolve_model
+    from rtseg.resolve.model import SAMPLE_CLIP, resolve_model
 
     app = QApplication(sys.argv[:1])
     tmp = Path(tempfile.mkdtemp(prefix="rtseg_gui_latency_"))

@@ -60,11 +60,12 @@ def main() -> int:
     from rtseg.core.atomic import atomic_path
     from rtseg.gui.compose import LutCache, OverlayStyle, compose
     from rtseg.pipeline.worker import Pipeline
-    from rtseg.runtime.choice import SAMPLE_CLIP, make_backend_factory, resolve_model
+    from rtseg.resolve.backend import resolve
+    from rtseg.resolve.model import SAMPLE_CLIP, resolve_model
 
     source = args.source or str(SAMPLE_CLIP)
     choice = resolve_model(args)
-    factory = make_backend_factory(choice, args.backend, args.precision, args.threads)
+    factory = resolve(choice, args.backend, args.precision, threads=args.threads, report=print).factory
     results: queue.Queue = queue.Queue(maxsize=4)
     errors: list[str] = []
 

@@ -140,7 +140,7 @@ def test_bench_parity_fp16_reports_agreement_iou_and_nan_check(tmp_path, capsys,
     assert rep["frames"] == 6 and rep["logits_checked"] and rep["nonfinite"] == 0
     assert 0.99 <= rep["pixel_agreement"] <= 1.0
     # The report says how FP16 was executed: true FP16 arithmetic, or emulated rounding on CPUs without it.
-    from rtseg.benchmark.parity import cpu_has_fp16_arithmetic
+    from rtseg.runtime.openvino_backend import cpu_has_fp16_arithmetic
 
     assert ("OpenVINO f16" if cpu_has_fp16_arithmetic() else "FP16 rounding emulated") in rep["candidate"]
 
@@ -157,3 +157,84 @@ def test_int8_needs_calibration_frames(tmp_path, capsys):
                         str(tmp_path / "q.onnx")]) != 0
     assert "--calib-source" in _one_line_error(capsys, "rtseg-export")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- one path from command to backend: --engine everywhere, typed precision, the same stages ----------
+
+def _trt_missing() -> bool:
+    from rtseg.runtime import trt_compat
+
+    return not trt_compat.tensorrt_available()
+
+
+@pytest.mark.skipif(not _trt_missing(), reason="checks the message shown when TensorRT is absent")
+@pytest.mark.parametrize("prog", ["rtseg", "rtseg-run", "rtseg-bench", "rtseg-eval"])
+def test_every_command_takes_an_engine_and_names_tensorrt_without_it(prog, engine_pair, tmp_path, capsys,
+                                                                     monkeypatch):
+    from rtseg.cli import app
+    from rtseg.cli import eval as evaluate
+    from rtseg.data.synth import write_synthetic_dataset
+
+    monkeypatch.chdir(tmp_path)
+    e = str(engine_pair)
+    data = write_synthetic_dataset(tmp_path / "ds", splits={"val": 2}, num_classes=11)
+    main, argv = {
+        "rtseg": (app.main, ["synthetic:64x64", "--headless", "--engine", e, "--max-frames", "1"]),
+        "rtseg-run": (run.main, ["synthetic:64x64", "--engine", e, "--max-frames", "1"]),
+        "rtseg-bench": (bench.main, ["--engine", e, "--source", "synthetic:64x64", "--frames", "1"]),
+        "rtseg-eval": (evaluate.main, ["--engine", e, "--data", str(data)]),
+    }[prog]
+    assert main(argv) == 2
+    err = _one_line_error(capsys, prog)
+    assert "TensorRT is not installed" in err and "pip install" in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "engines").exists()
+
+
+def test_an_int8_onnx_is_reported_as_int8_everywhere(int8_onnx, small_video, tmp_path, capsys):
+    """The precision reported is the artifact's own tag, on every command (was "f32" before)."""
+    from rtseg.cli import eval as evaluate
+    from rtseg.data.synth import write_synthetic_dataset
+
+    js = tmp_path / "b.json"
+    assert bench.main(["--onnx", str(int8_onnx), "--backend", "onnxruntime", "--source", "synthetic:160x120",
+                       "--frames", "3", "--warmup", "1", "--json", str(js)]) == 0
+    r = json.loads(js.read_text())["runs"][0]
+    assert r["label"] == "onnxruntime int8" and r["backend"]["precision"] == "int8"
+    assert "precision int8" in capsys.readouterr().out
+    assert run.main([str(small_video), "--onnx", str(int8_onnx), "--backend", "onnxruntime", "--max-frames", "3",
+                     "-o", str(tmp_path / "o.mp4")]) == 0
+    assert "precision int8" in capsys.readouterr().out
+    data = write_synthetic_dataset(tmp_path / "ds", splits={"val": 2}, size=(64, 96), num_classes=11)
+    ej = tmp_path / "e.json"
+    assert evaluate.main([str(int8_onnx), "--data", str(data), "--json", str(ej)]) == 0
+    assert "via onnxruntime int8" in capsys.readouterr().out and json.loads(ej.read_text())["precision"] == "int8"
+
+
+def _stage_rows(text: str) -> list[str]:
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("latency (ms)"))
+    rows = []
+    for line in lines[start + 1:]:
+        if not line.startswith("  "):
+            break
+        rows.append(line.split()[0])
+    return rows
+
+
+def test_bench_and_run_report_the_same_stages_from_the_same_code(small_onnx, small_video, tmp_path, capsys):
+    """rtseg-bench's end-to-end run is the app's pipeline with a result sink, like rtseg-run."""
+    assert run.main([str(small_video), "--onnx", str(small_onnx), "--backend", "onnxruntime",
+                     "-o", str(tmp_path / "o.mp4")]) == 0
+    run_rows = _stage_rows(capsys.readouterr().out)
+    js = tmp_path / "b.json"
+    assert bench.main(["--onnx", str(small_onnx), "--backend", "onnxruntime", "--source", str(small_video),
+                       "--frames", "50", "--warmup", "2", "--json", str(js)]) == 0  # the 40-frame clip loops
+    out = capsys.readouterr().out
+    bench_rows = _stage_rows(out)
+    assert run_rows == bench_rows == ["decode", "queue", "preprocess", "infer", "smoothing", "postprocess",
+                                      "end_to_end"]
+    r = json.loads(js.read_text())["runs"][0]
+    assert list(r["stages"]) == bench_rows and r["frames"] == 50 and r["stages"]["infer"]["n"] == 50
+    assert set(r["stages"]["infer"]) == {"n", "mean", "p50", "p90", "p95", "p99", "max"}
+    assert r["infer_only"]["n"] == 50 and "infer_only" not in r["stages"]  # a separate, labelled figure
+    assert "Inference only (back-to-back infer() on preloaded frames, not the pipeline)" in out

@@ -20,7 +20,7 @@ from rtseg.gui.settings import MAX_RECENT, Settings  # noqa: E402
 from rtseg.gui.source_dialog import SourceDialog  # noqa: E402
 from rtseg.gui.video_view import VideoView, fit_rect  # noqa: E402
 from rtseg.pipeline.stats import PipelineStats  # noqa: E402
-from rtseg.runtime.choice import ModelChoice  # noqa: E402
+from rtseg.resolve.model import ModelChoice  # noqa: E402
 from rtseg.runtime.onnx_file import OnnxArtifact  # noqa: E402
 
 
@@ -150,8 +150,9 @@ def test_model_request_round_trips_and_reads_metadata(qtbot, small_onnx: Path, t
         dlg.request()
     dlg._accept()
     assert "bad.onnx" in dlg.error_label.text() and dlg.result() == 0
-    # the zoo tab: names come from the registry; a missing weights file is refused
+    # the zoo tab: names come from the registry (listed off the GUI thread); a missing weights file is refused
     dlg.tabs.setCurrentIndex(0)
+    qtbot.waitUntil(lambda: dlg.models_ready, timeout=60_000)
     assert dlg.model_combo.findText("stdc1") >= 0
     dlg.model_combo.setCurrentText("stdc1")
     dlg.size_edit.setText("72x96")
@@ -203,7 +204,7 @@ def test_recorder_fills_live_gaps_by_capture_time_up_to_a_second() -> None:
 
 def test_default_request_is_the_bundled_model_on_a_usable_backend(tmp_path: Path, small_onnx: Path) -> None:
     from rtseg.gui.main_window import default_request, last_request
-    from rtseg.runtime.choice import BUNDLED_MODEL, FALLBACK_MODEL
+    from rtseg.resolve.model import BUNDLED_MODEL, FALLBACK_MODEL
 
     s = Settings(tmp_path / "s.ini")
     assert last_request(s) is None
@@ -218,3 +219,31 @@ def test_default_request_is_the_bundled_model_on_a_usable_backend(tmp_path: Path
     assert last_request(s).choice.onnx == small_onnx  # offered first in the model dialog
     s.set_backend("trt")  # needs an engine, which the bundled model is not
     assert default_request(s).backend == "openvino"
+
+
+def test_the_model_dialog_never_imports_torch_on_the_gui_thread() -> None:
+    """Listing the zoo imports torch (seconds): the dialog does it on a background thread."""
+    import subprocess
+    import sys
+
+    code = """
+import importlib.abc, sys, threading, time
+seen = {}
+class Spy(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "torch":
+            seen.setdefault("thread", threading.current_thread().name)
+        return None
+sys.meta_path.insert(0, Spy())
+from PyQt6.QtWidgets import QApplication
+app = QApplication([])
+from rtseg.gui.model_picker import ModelPickerDialog
+dlg = ModelPickerDialog()
+t0 = time.monotonic()
+while not dlg.models_ready and time.monotonic() - t0 < 60:
+    app.processEvents()
+    time.sleep(0.01)
+assert dlg.models_ready and dlg.model_combo.findText("stdc1") >= 0
+assert seen.get("thread") == "rtseg-model-list", seen
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

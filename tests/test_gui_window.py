@@ -22,7 +22,7 @@ from PyQt6.QtWidgets import QApplication  # noqa: E402
 from rtseg.gui.main_window import MainWindow  # noqa: E402
 from rtseg.gui.model_picker import ModelRequest  # noqa: E402
 from rtseg.gui.settings import Settings  # noqa: E402
-from rtseg.runtime.choice import ModelChoice  # noqa: E402
+from rtseg.resolve.model import ModelChoice  # noqa: E402
 
 WAIT_MS = 20000  # model load + first frame on 2 busy cores
 

@@ -2,6 +2,12 @@
 
     rtseg-bench --model stdc1 --input-size 360x480 --backend openvino --precision bf16 --source clip.mp4
     rtseg-bench --model stdc1 --input-size 360x480 --compare onnxruntime,openvino:f32,openvino:bf16,torch
+    rtseg-bench --onnx engines/stdc1_int8.onnx --backend onnxruntime        # reports int8 (the file's tag)
+    rtseg-bench --engine engines/stdc1_....engine                           # TensorRT (needs TensorRT)
+
+The end-to-end figure is the app's own pipeline in benchmark mode
+(``rtseg.pipeline.headless``, the code ``rtseg-run`` runs); inference-only
+timing is reported beside it, labelled as such.
 """
 
 from __future__ import annotations
@@ -10,17 +16,10 @@ import argparse
 import shlex
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-from rtseg.cli.common import add_model_args, run_main
+from rtseg.cli.common import add_artifact_args, add_model_args, run_main
 from rtseg.core.atomic import atomic_write_text
 from rtseg.core.errors import UserInputError
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    import numpy as np
 
 DEFAULT_SOURCE = "synthetic:1280x720"
 
@@ -29,11 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rtseg-bench",
         description="Benchmark a backend headless: inference-only throughput, and end-to-end throughput "
-                    "and per-stage latency (decode, preprocess, infer, postprocess) of the pipelined run.",
+                    "and per-stage latency (decode, queue, preprocess, infer, smoothing, postprocess) of the "
+                    "app's own pipeline in benchmark mode.",
     )
     add_model_args(p)
-    p.add_argument("--onnx", help="use this exported ONNX file for ONNX backends instead of exporting")
-    p.add_argument("--engine", help="TensorRT engine for --backend trt (built with rtseg-export --format engine)")
+    add_artifact_args(p)
     p.add_argument("--cuda-graph", action="store_true", help="torch-cuda: capture the graph once and replay it")
     p.add_argument("--parity", choices=["fp16", "int8"],
                    help="instead of timing: compare FP16 (or INT8) labels against FP32 on the source's frames "
@@ -41,11 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "FP16 ONNX on OpenVINO f16 (FP16 rounding emulated on "
                         "ONNX Runtime where the CPU has no FP16 arithmetic) / the Q/DQ INT8 ONNX on ONNX Runtime")
     p.add_argument("--int8-budget", type=float, default=1.0, help="--parity int8: accepted mIoU drop in points")
-    p.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
-    p.add_argument("--backend", default="openvino",
-                   help="onnxruntime | openvino | torch | torch-cuda | trt (default openvino); ignored with --compare")
-    p.add_argument("--precision", help="openvino: f32 (default) | bf16 | f16; torch-cuda: fp16 (default) | fp32; "
-                   "trt: the engine's. Always reported")
+    p.add_argument("--batch", type=int, default=None, help="batch size (default 1, or the artifact's)")
+    p.add_argument("--backend", help="onnxruntime | openvino | torch | torch-cuda | trt (default openvino; trt "
+                   "for --engine); ignored with --compare")
+    p.add_argument("--precision", help="f32 | bf16 | fp16 | int8 (default: the artifact's, else the backend's: "
+                   "OpenVINO f32, torch-cuda fp16). The precision that really ran is always reported")
     p.add_argument("--threads", type=int, help="inference threads (default: the backend's own choice)")
     p.add_argument("--compare", metavar="B[:P],B[:P]...",
                    help="run several backends on the same frames, e.g. onnxruntime,openvino:f32,openvino:bf16,torch")
@@ -57,41 +56,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _parse_runs(args: argparse.Namespace) -> list[tuple[str, str | None]]:
-    from rtseg.runtime.factory import canonical_kind
-
-    specs = args.compare.split(",") if args.compare else [args.backend + (f":{args.precision}" if args.precision else "")]
-    runs = []
-    for spec in specs:
+def _parse_runs(args: argparse.Namespace) -> list[tuple[str | None, str | None]]:
+    """(backend, precision) per run, as the user spelled them (resolve applies the rules)."""
+    if not args.compare:
+        return [(args.backend, args.precision)]
+    runs: list[tuple[str | None, str | None]] = []
+    for spec in args.compare.split(","):
         kind, _, prec = spec.strip().partition(":")
-        kind = canonical_kind(kind)
-        if not prec:
-            # OpenVINO's own default is bf16 on this kind of CPU: never leave it implicit.
-            prec = {"torch-cuda": "fp16", "trt": ""}.get(kind, "f32")
-        runs.append((kind, prec or None))
+        runs.append((kind or None, prec or None))
     return runs
 
 
 def _run(args: argparse.Namespace) -> int:
     from rtseg.benchmark.report import BenchReport, format_report, host_info
     from rtseg.benchmark.runner import run_backend
-    from rtseg.export.artifacts import ensure_onnx
-    from rtseg.models.deploy import parse_size
     from rtseg.pipeline.sources import open_source
-    from rtseg.runtime.factory import ONNX_BACKENDS, create_backend
+    from rtseg.resolve.backend import resolve
+    from rtseg.resolve.model import resolve_model
 
     if args.frames < 1 or args.warmup < 0:
         raise UserInputError("--frames must be >= 1 and --warmup >= 0")
-    if args.batch < 1:
+    if args.batch is not None and args.batch < 1:
         raise UserInputError(f"--batch must be >= 1, got {args.batch}")
-    size = parse_size(args.input_size) if args.input_size else None
+    if not (args.onnx or args.engine or args.model or args.weights):
+        raise UserInputError("say which model: --model NAME, --weights PATH, --onnx FILE or --engine FILE")
     if args.parity:
-        return _parity(args, size)
-    runs = _parse_runs(args)
-    if args.weights and not Path(args.weights).is_file():
-        raise UserInputError(f"weights file {args.weights} does not exist")
-    if args.onnx is None and not args.model and not args.weights:
-        raise UserInputError("say which model: --model NAME, --weights PATH or --onnx FILE")
+        return _parity(args)
+    choice = resolve_model(args)
 
     # Open the source once up front so a bad path fails before any export.
     probe = open_source(args.source)
@@ -102,105 +93,96 @@ def _run(args: argparse.Namespace) -> int:
     if first is None:
         raise UserInputError(f"source {args.source} delivered no frame")
 
-    def make_source():
-        # A synthetic scene is rendered once per frame of its period, then replayed,
-        # so rendering never limits the measured pipeline.
-        return open_source(args.source, period=24)
+    def note(text: str) -> None:
+        print(text, file=sys.stderr)
 
-    onnx_path = Path(args.onnx) if args.onnx else None
+    # Every run is resolved before any is measured: a bad spec fails before minutes of timing.
+    plans = []
+    for kind, prec in _parse_runs(args):
+        options = {"cuda_graph": True} if args.cuda_graph and kind == "torch-cuda" else {}
+        plans.append(resolve(choice, kind, prec, threads=args.threads, batch=args.batch, options=options,
+                             report=note))
     reports = []
-    meta = None
-    for kind, prec in runs:
-        if kind in ONNX_BACKENDS:
-            if onnx_path is None:
-                onnx_path, fresh = ensure_onnx(args.model, args.weights, input_size=size,
-                                               num_classes=args.num_classes, batch=args.batch)
-                if fresh:
-                    print(f"exported {onnx_path}", file=sys.stderr)
-            backend = create_backend(kind, onnx_path, precision=prec, threads=args.threads)
-        elif kind in ("torch", "torch-cuda"):
-            extra = {"cuda_graph": True} if (kind == "torch-cuda" and args.cuda_graph) else {}
-            backend = create_backend(kind, args.weights, precision=prec, threads=args.threads, model=args.model,
-                                     num_classes=args.num_classes, input_size=size, batch=args.batch, **extra)
-        else:  # trt
-            if not args.engine:
-                raise UserInputError("--backend trt needs --engine PATH (build one with rtseg-export --format engine)")
-            backend = create_backend(kind, args.engine, precision=prec, threads=args.threads)
-        meta = backend.meta
-        label = f"{kind} {backend.info().precision}" + (" cuda-graph" if kind == "torch-cuda" and args.cuda_graph else "")
-        print(f"running {label} ...", file=sys.stderr)
-        reports.append(run_backend(label, backend, make_source, warmup=args.warmup, frames=args.frames))
-        shape = backend.input_shape
-
-    assert meta is not None
-    model_info = {"name": meta.model, "num_classes": meta.num_classes, "input_size": f"{shape[1]}x{shape[2]}",
-                  "batch": shape[0], "trained": meta.trained, "weights": meta.weights,
-                  "onnx": str(onnx_path) if onnx_path else None}
+    for res in plans:
+        label = f"{res.kind} {res.precision}" + (" cuda-graph" if res.options.get("cuda_graph") else "")
+        note(f"running {label} ...")
+        rep = run_backend(label, res.factory, args.source, warmup=args.warmup, frames=args.frames)
+        if rep.backend["precision"] != res.precision:  # e.g. OpenVINO compiled a lower precision
+            rep.label = f"{res.kind} {rep.backend['precision']}" + label[len(f"{res.kind} {res.precision}"):]
+        reports.append(rep)
+    onnx = next((str(r.artifact) for r in plans if r.artifact is not None and r.artifact.suffix == ".onnx"), None)
+    model_info = {**reports[0].model, "onnx": onnx}
     command = "rtseg-bench " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if args._argv is None else args._argv))
-    rep = BenchReport(model=model_info, source=source_info, host=host_info(), runs=reports, command=command)
-    print(format_report(rep))
+    rep_all = BenchReport(model=model_info, source=source_info, host=host_info(), runs=reports, command=command)
+    print(format_report(rep_all))
     if args.json:
-        atomic_write_text(args.json, rep.to_json())
+        atomic_write_text(args.json, rep_all.to_json())
     return 0
 
 
-def _parity(args: argparse.Namespace, size) -> int:
-    """FP16/INT8 vs FP32 labels on the source's frames; non-zero exit when the rule fails."""
-    import tempfile
+def _parity(args: argparse.Namespace) -> int:
+    """FP16/INT8 vs FP32 labels on the source's frames, both through backends; non-zero exit on failure.
 
-    from rtseg.benchmark.parity import (
-        cpu_has_fp16_arithmetic,
-        fp16_emulation_runner,
-        onnxruntime_runner,
-        openvino_runner,
-        parity_on_source,
-    )
-    from rtseg.export.artifacts import ensure_onnx
-    from rtseg.runtime.onnx_file import OnnxArtifact
+    The reference is the FP32 ONNX on ONNX Runtime (``--onnx``, or the export of
+    ``--model``/``--weights``); the candidate is ``--engine`` when given, else
+    the FP16/INT8 ONNX made from the reference here.
+    """
+    import copy
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from rtseg.benchmark.parity import fp16_candidate, parity_on_source
+    from rtseg.resolve.backend import resolve
+    from rtseg.resolve.model import ModelChoice, resolve_model
+    from rtseg.runtime.base import Backend
+    from rtseg.runtime.openvino_backend import OpenVinoBackend
 
     if args.source.startswith("synthetic"):
         raise UserInputError("--parity needs real frames: pass --source VIDEO_OR_FOLDER (e.g. the bundled sample)")
-    fp32 = Path(args.onnx) if args.onnx else ensure_onnx(args.model, args.weights, input_size=size,
-                                                          num_classes=args.num_classes, batch=args.batch,
-                                                          with_logits=True)[0]
-    art = OnnxArtifact.open(fp32)
-    candidate: Callable[[np.ndarray], np.ndarray]
-    reference = onnxruntime_runner(fp32)
+    engine_res = None
+    if args.engine:
+        # The engine is the candidate: resolved first, so a machine without TensorRT hears that at once.
+        engine_res = resolve(ModelChoice(None, None, None, None, None, Path(args.engine)), "trt", None)
+    ref_args = copy.copy(args)
+    ref_args.engine = None
+    if not (ref_args.onnx or ref_args.model or ref_args.weights):
+        raise UserInputError("--parity compares against the FP32 model: pass --onnx FP32.onnx or --model/--weights")
+    choice = resolve_model(ref_args)
+    # The FP32 reference: the ONNX given, or the export of the checkpoint (with logits for the NaN/Inf check).
+    reference_res = resolve(choice, "onnxruntime", None, threads=args.threads, batch=args.batch,
+                            with_logits=choice.onnx is None, report=lambda s: print(s, file=sys.stderr))
+    fp32 = reference_res.artifact
+    assert fp32 is not None
     with tempfile.TemporaryDirectory(prefix="rtseg-parity-") as tmp:
-        if args.engine:
-            from rtseg.runtime.factory import create_backend
-
-            be = create_backend("trt", args.engine)
-            be.activate()
-            candidate, name = be.infer, f"TensorRT {be.info().precision} engine"
+        candidate: Backend
+        if engine_res is not None:
+            candidate = engine_res.create()
+            name = f"TensorRT {engine_res.precision} engine"
         elif args.parity == "fp16":
             from rtseg.export.precision import convert_to_mixed_fp16
 
             fp16 = convert_to_mixed_fp16(fp32, Path(tmp) / "fp16.onnx").path
-            if cpu_has_fp16_arithmetic():
-                candidate, executed = openvino_runner(fp16, inference_precision="f16", threads=args.threads)
-                n16 = sum(v for (op, prec), v in executed.items() if op == "Convolution" and prec == "f16")
-                name = f"mixed-FP16 ONNX on OpenVINO f16 ({n16} convolutions executed in f16)"
-            else:
-                # Said plainly in the report: this CPU cannot compute in FP16, so the check
-                # rounds every FP16 tensor instead (FP16 precision and range between ops).
-                candidate = fp16_emulation_runner(fp16, threads=args.threads)
-                name = ("mixed-FP16 ONNX, FP16 rounding emulated on ONNX Runtime (this CPU has no FP16 "
-                        "arithmetic: FP16 weights and tensors, FP32 arithmetic inside each op)")
+            candidate, name = fp16_candidate(fp16, threads=args.threads)
         else:
             from rtseg.export.quantize import quantize_int8
+            from rtseg.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
             int8 = quantize_int8(fp32, Path(tmp) / "int8.onnx", calib_source=args.source).path
-            candidate, name = onnxruntime_runner(int8), "Q/DQ INT8 ONNX on ONNX Runtime (calibrated on the source)"
-        report = parity_on_source(reference, candidate, args.source, input_size=art.input_shape[1:],
-                                  class_names=art.meta.class_names, batch=art.input_shape[0],
-                                  max_frames=args.frames, precision=args.parity, int8_budget=args.int8_budget,
-                                  reference_name="FP32 ONNX on ONNX Runtime", candidate_name=name)
+            candidate = OnnxRuntimeBackend(int8, threads=args.threads)
+            name = "Q/DQ INT8 ONNX on ONNX Runtime (calibrated on the source)"
+        with reference_res.create() as reference, candidate:
+            if isinstance(candidate, OpenVinoBackend):
+                n16 = sum(v for (op, p), v in candidate.executed_precisions().items()
+                          if op == "Convolution" and p == "f16")
+                name += f" ({n16} convolutions executed in f16)"
+            report = parity_on_source(reference, candidate, args.source, max_frames=args.frames,
+                                      precision=engine_res.precision if engine_res else args.parity,
+                                      int8_budget=args.int8_budget,
+                                      reference_name="FP32 ONNX on ONNX Runtime", candidate_name=name)
     print(report.summary())
     print("  per-class IoU vs FP32 labels: " + ", ".join(f"{k} {v:.3f}" for k, v in report.class_iou.items()))
     if args.json:
-        import json
-
         atomic_write_text(args.json, json.dumps(report.to_dict(), indent=2))
     return 0
 

@@ -43,3 +43,24 @@ def size_arg(text: str) -> tuple[int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"bad size {text!r}: write HEIGHTxWIDTH, e.g. 360x480") from None
     return h, w
+
+
+def add_artifact_args(p: argparse.ArgumentParser, *, onnx: bool = True) -> None:
+    """--onnx / --engine: a ready artifact instead of --model/--weights (rtseg, rtseg-run, rtseg-bench)."""
+    if onnx:
+        p.add_argument("--onnx", help="an exported rtseg ONNX file to run instead of --model/--weights "
+                       "(onnxruntime or openvino)")
+    p.add_argument("--engine", help="a TensorRT engine to run (built with rtseg-export --format engine; "
+                   "its sidecar says the rest); runs on --backend trt, which it implies")
+
+
+def add_backend_args(p: argparse.ArgumentParser, *, default: str | None = None) -> None:
+    """--backend / --precision / --threads, with the one set of rules of ``rtseg.resolve``."""
+    p.add_argument("--backend", default=default,
+                   help="onnxruntime | openvino | torch | torch-cuda | trt (default: trt for --engine, else "
+                        f"{default or 'openvino'})")
+    p.add_argument("--precision",
+                   help="f32 | bf16 | fp16 | int8 (default: the artifact's own, else the backend's: OpenVINO f32, "
+                        "torch-cuda fp16). An INT8/FP16 ONNX or an engine runs at the precision it was written at; "
+                        "the precision that really runs is always reported")
+    p.add_argument("--threads", type=int, help="inference threads (default: the backend's own choice)")

@@ -7,6 +7,7 @@ Examples::
     rtseg-eval out/stdc1.onnx --backend onnxruntime --parity-with openvino --parity-precision bf16
     rtseg-eval out/stdc1_int8.onnx --baseline out/stdc1.onnx --max-drop 1   # accuracy cost of INT8
     rtseg-eval assets/stdc1_camvid.pt --refine crf                   # with mean-field CRF refinement
+    rtseg-eval --engine engines/stdc1_....engine                     # a TensorRT engine (needs TensorRT)
 
 Every backend runs the deploy graph (BGR uint8 frames in, labels out), so the
 numbers are those of what ships.
@@ -33,10 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "checkpoint, ONNX file, TensorRT engine) on a dataset split, run through a backend; "
                     "or, with --parity-with, frame-by-frame label agreement of two backends.",
     )
-    p.add_argument("artifact", help="checkpoint (.pt/.pth), ONNX file (.onnx) or TensorRT engine")
+    p.add_argument("artifact", nargs="?", help="checkpoint (.pt/.pth), ONNX file (.onnx) or TensorRT engine")
+    p.add_argument("--engine", help="a TensorRT engine to evaluate (instead of ARTIFACT; runs on trt)")
     p.add_argument("--backend", help="torch, onnxruntime, openvino, trt, torch-cuda "
                    "(default: torch for checkpoints, onnxruntime for .onnx, trt for engines)")
-    p.add_argument("--precision", help="backend precision, e.g. f32, bf16 (OpenVINO), fp16 (TensorRT)")
+    p.add_argument("--precision", help="backend precision, e.g. f32, bf16 (OpenVINO); default: the artifact's "
+                   "own (an INT8 ONNX runs int8), else the backend's")
     p.add_argument("--threads", type=int, help="CPU threads of the backend")
     p.add_argument("--input-size", type=_size, metavar="HxW",
                    help="torch backend only: input size (default: the checkpoint's)")
@@ -74,28 +77,28 @@ def default_backend(artifact: str) -> str:
     return "torch"
 
 
-def _make(kind: str, artifact: str, precision: str | None, threads: int | None,
+def _make(kind: str | None, artifact: str, precision: str | None, threads: int | None,
           input_size: tuple[int, int] | None, tta: str = "none", refine=None):
+    """The backend for one artifact, by the rules every command shares (``rtseg.resolve``)."""
     from rtseg.core.errors import UserInputError
-    from rtseg.runtime.factory import canonical_kind, create_backend
+    from rtseg.resolve.backend import backend_kind, resolve
+    from rtseg.resolve.model import ModelChoice
 
-    if not Path(artifact).is_file():
-        raise UserInputError(f"artifact {artifact} does not exist; check the path")
-    k = canonical_kind(kind)
-    kwargs: dict[str, object] = {}
-    if k.startswith("torch") and input_size is not None:
-        kwargs["input_size"] = input_size
+    choice = ModelChoice.from_artifact(artifact, input_size=input_size)
+    k = backend_kind(choice, kind, default_backend=default_backend(artifact))
+    options: dict[str, object] = {}
     if tta != "none":
         if k != "torch":
             raise UserInputError(f"--tta {tta} runs on the torch backend from a checkpoint; for {k}, export the "
                                  f"augmentation into the graph (rtseg-export --tta {tta}) and evaluate that file")
-        kwargs["tta"] = tta
+        options["tta"] = tta
     if refine is not None:
         if k != "torch":
             raise UserInputError(f"--refine builds the refined graph from a checkpoint on the torch backend, not "
                                  f"{k}; for other backends export it with rtseg-export --refine and evaluate that file")
-        kwargs["refine"] = refine
-    return create_backend(k, artifact, precision=precision, threads=threads, **kwargs)
+        options["refine"] = refine
+    return resolve(choice, k, precision, threads=threads, options=options,
+                   report=lambda s: print(s, file=sys.stderr)).create()
 
 
 def _progress(done: int, total: int) -> None:
@@ -119,14 +122,17 @@ def _body(args: argparse.Namespace) -> int:
                              "(label agreement), not both")
     if args.baseline and not Path(args.baseline).is_file():
         raise UserInputError(f"baseline {args.baseline} does not exist; check the path")
+    if bool(args.artifact) == bool(args.engine):
+        raise UserInputError("pass the artifact to evaluate: a checkpoint, ONNX file or engine, or --engine PATH "
+                             "(one of them)")
+    args.artifact = args.artifact or args.engine
     refine = None
     if args.refine:
         from rtseg.models.crf import parse_refine  # imports torch, which --refine needs anyway
 
         refine = parse_refine(args.refine)
     ds = require_nonempty(open_dataset(args.data, args.split, args.dataset_kind))
-    kind_a = args.backend or default_backend(args.artifact)
-    be_a = _make(kind_a, args.artifact, args.precision, args.threads, args.input_size, args.tta, refine)
+    be_a = _make(args.backend, args.artifact, args.precision, args.threads, args.input_size, args.tta, refine)
     result: dict
     with be_a:
         info_a = be_a.info()
@@ -144,7 +150,7 @@ def _body(args: argparse.Namespace) -> int:
                 t0 = time.perf_counter()
                 rep = parity(be_a, be_b, ds, limit=args.limit, names=names, progress=_progress)
             print(header)
-            print(rep.format_text())
+            print(rep.summary())
             result = {"artifact": args.artifact, "artifact_b": art_b, "dataset": ds.info.name,
                       "split": args.split, "seconds": time.perf_counter() - t0, **rep.to_dict()}
         else:
@@ -174,8 +180,7 @@ def _versus_baseline(args: argparse.Namespace, ds, candidate, cand_name: str) ->
     """Evaluate ``--baseline`` on the same split and print the candidate's accuracy drop."""
     from rtseg.eval.evaluate import accuracy_drop, evaluate_backend
 
-    kind = args.baseline_backend or default_backend(args.baseline)
-    be = _make(kind, args.baseline, args.baseline_precision, args.threads, args.input_size)
+    be = _make(args.baseline_backend, args.baseline, args.baseline_precision, args.threads, args.input_size)
     with be:
         info = be.info()
         base = evaluate_backend(be, ds, limit=args.limit, progress=_progress)

@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_model_args(p)
     p.add_argument("--format", choices=["onnx", "engine"], default="onnx", help="artifact format (default onnx)")
-    p.add_argument("--precision", choices=["fp32", "fp16", "int8"],
+    p.add_argument("--precision", choices=["fp32", "f32", "fp16", "int8"],
                    help="engine: fp16 (default), fp32 or int8 (explicit Q/DQ calibrated on --calib-source). "
                         "onnx: fp32 (default), fp16 (mixed-precision ONNX) or int8 (Q/DQ ONNX)")
     batch = p.add_mutually_exclusive_group()
@@ -128,7 +128,7 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else None
     if out is not None and out.suffix != ".onnx":
         raise UserInputError(f"output {out} must end in .onnx")
-    if precision == "fp32":
+    if precision in ("fp32", "f32"):
         if out is None:
             name = args.model or Path(args.weights).stem
             tag = "" if args.tta == "none" else f"_tta{args.tta}"
@@ -145,18 +145,19 @@ def _run(args: argparse.Namespace) -> int:
         print(f"wrote {out}: mixed FP16 ({rep.fp16_nodes} nodes FP16, {rep.fp32_nodes} kept FP32, "
               f"{rep.casts_inserted} casts)")
     else:
-        from rtseg.benchmark.parity import onnxruntime_runner, parity_on_source
+        from rtseg.benchmark.parity import parity_on_source
         from rtseg.core.errors import ExportError
         from rtseg.export.quantize import quantize_int8
+        from rtseg.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
         rep8 = quantize_int8(fp32, out, calib_source=args.calib_source)
         print(f"wrote {out}: explicit Q/DQ INT8 calibrated on {rep8.calibration_frames} frames of "
               f"{args.calib_source} ({rep8.quantized_nodes} ops quantized)")
         # The same acceptance rule as for INT8 engines: mIoU vs FP32 labels within the budget.
         try:
-            parity = parity_on_source(onnxruntime_runner(fp32), onnxruntime_runner(out), args.calib_source,
-                                      input_size=size or meta.input_size, class_names=meta.class_names,
-                                      precision="int8", int8_budget=args.int8_budget)
+            with OnnxRuntimeBackend(fp32) as reference, OnnxRuntimeBackend(out) as candidate:
+                parity = parity_on_source(reference, candidate, args.calib_source, precision="int8",
+                                          int8_budget=args.int8_budget)
         except ExportError:
             out.unlink(missing_ok=True)
             raise

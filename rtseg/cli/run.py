@@ -6,36 +6,30 @@ With no arguments it plays the bundled CamVid sample with the bundled model
 
     rtseg-run                                    # bundled sample + bundled model
     rtseg-run clip.mp4 --model bisenetv2 --weights model_final_v2_city.pth --input-size 512x1024
+    rtseg-run clip.mp4 --engine engines/stdc1_....engine          # a TensorRT engine (needs TensorRT)
 
 Threads: the pipeline's capture and inference threads produce results; this
-module's main thread colourises, blends and encodes them (so writing the
-video never slows inference down beyond the file's own pace).
+module's main thread is the result sink (``rtseg.pipeline.headless``): it
+colourises, blends and encodes them, so writing the video never slows
+inference down beyond the file's own pace. ``rtseg-bench`` runs the same
+code, so both report the same stages.
 """
 
 from __future__ import annotations
 
 import argparse
-import queue
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from rtseg.cli.common import add_model_args, run_main
-from rtseg.core.errors import RtsegError, UserInputError
-from rtseg.runtime.choice import (
-    BUNDLED_MODEL,
-    FALLBACK_MODEL,
-    SAMPLE_CLIP,
-    ModelChoice,
-    make_backend_factory,
-    resolve_model,
-)
+from rtseg.cli.common import add_artifact_args, add_backend_args, add_model_args, run_main
+from rtseg.core.errors import UserInputError
+from rtseg.resolve.model import BUNDLED_MODEL, FALLBACK_MODEL, SAMPLE_CLIP, ModelChoice, resolve_model
 
-# The model choice lives in rtseg.runtime.choice so the GUI shares it (it may not import the CLI);
+# The model choice lives in rtseg.resolve so the GUI shares it (it may not import the CLI);
 # the names stay importable from here.
-__all__ = ["ModelChoice", "resolve_model", "make_backend_factory", "SAMPLE_CLIP", "BUNDLED_MODEL",
-           "FALLBACK_MODEL", "build_parser", "main"]
+__all__ = ["ModelChoice", "resolve_model", "SAMPLE_CLIP", "BUNDLED_MODEL", "FALLBACK_MODEL", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,10 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video file, image folder, camera index, stream URL or synthetic:WxH "
                         "(default: the bundled CamVid sample)")
     add_model_args(p, need_size=False)
-    p.add_argument("--onnx", help="an exported rtseg ONNX file to run instead of --model/--weights")
-    p.add_argument("--backend", default="openvino", help="onnxruntime | openvino | torch (default openvino)")
-    p.add_argument("--precision", default="f32", help="f32 | bf16 (OpenVINO); default f32")
-    p.add_argument("--threads", type=int, help="inference threads (default: the backend's choice)")
+    add_artifact_args(p)
+    add_backend_args(p)
     p.add_argument("--output", "-o", default="out/overlay.mp4", help="overlay video to write (default out/overlay.mp4)")
     p.add_argument("--alpha", type=float, default=0.5, help="mask opacity 0..1 (default 0.5)")
     p.add_argument("--max-frames", type=int, help="stop after this many frames (needed for cameras and streams)")
@@ -62,98 +54,73 @@ def _run(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
 
-    from rtseg.benchmark.report import StageStats
     from rtseg.core.atomic import atomic_path
+    from rtseg.pipeline.headless import run_headless
     from rtseg.pipeline.overlay import blend, class_shares, colorize, palette_lut
     from rtseg.pipeline.sources import open_source
-    from rtseg.pipeline.worker import Pipeline
+    from rtseg.pipeline.stats import format_stage_table
+    from rtseg.resolve.backend import resolve
 
     if not 0.0 <= args.alpha <= 1.0:
         raise UserInputError(f"--alpha must be between 0 and 1, got {args.alpha}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserInputError(f"--max-frames must be at least 1, got {args.max_frames}")
     output = Path(args.output)
     if output.suffix.lower() not in (".mp4", ".avi"):
         raise UserInputError(f"--output {output} must end in .mp4 or .avi")
     source = open_source(args.source)  # fails fast, before any export, on a bad path
-    choice = resolve_model(args)
-    factory = make_backend_factory(choice, args.backend, args.precision, args.threads)
-
-    results: queue.Queue = queue.Queue(maxsize=8)
-    errors: list[RtsegError] = []
-    ended = object()
-
-    def on_error(e: RtsegError) -> None:  # inference thread: record the error, then end the wait
-        errors.append(e)
-        results.put(ended)
-
-    pipe = Pipeline(on_result=results.put, on_error=on_error, on_end=lambda: results.put(ended))
+    try:
+        if source.is_live and not args.max_frames:
+            raise UserInputError(f"{source.describe()} is live: pass --max-frames N to say when to stop")
+        res = resolve(resolve_model(args), args.backend, args.precision, threads=args.threads,
+                      report=lambda s: print(s, file=sys.stderr))
+    except BaseException:
+        source.close()
+        raise
     fps = source.fps or 25.0
     is_live = source.is_live
-    if is_live and not args.max_frames:
-        raise UserInputError(f"{source.describe()} is live: pass --max-frames N to say when to stop")
-    n_done = 0
-    lat, infer_s, pre_s, dec_s, post_s = [], [], [], [], []
-    shares = None
-    meta = None
-    info = None
-    t_first = t_last = None
+    state: dict[str, Any] = {"writer": None, "shares": None, "lut": None, "frames": 0}
+
     with atomic_path(output) as tmp:
-        writer = None
-        pipe.start(source, factory, mode="realtime" if is_live else "benchmark", smoothing=args.smoothing)
+        def consume(r: Any) -> None:  # main thread: the pipeline's result sink
+            if state["lut"] is None:
+                state["lut"] = palette_lut(r.meta.palette)
+                state["shares"] = np.zeros(r.meta.num_classes)
+                if not r.meta.trained:
+                    print("WARNING: this model has RANDOM, UNTRAINED weights: the colours mean nothing. "
+                          "Train one with rtseg-train or pass --weights.", file=sys.stderr)
+            img = r.frame.image
+            if state["writer"] is None:
+                h, w = img.shape[:2]
+                writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
+                if not writer.isOpened():
+                    raise UserInputError(f"cannot write video {output}; check the folder is writable")
+                state["writer"] = writer
+            state["writer"].write(blend(img, colorize(r.labels, state["lut"]), args.alpha))
+            state["shares"] += class_shares(r.labels, r.meta.num_classes)
+            state["frames"] += 1
+
         try:
-            while True:
-                item = results.get()
-                if item is ended:
-                    break
-                r = item
-                t0 = time.perf_counter()
-                if meta is None:
-                    meta = r.meta
-                    info = pipe.backend_info
-                    lut = palette_lut(meta.palette)
-                    shares = np.zeros(meta.num_classes)
-                    if not meta.trained:
-                        print("WARNING: this model has RANDOM, UNTRAINED weights: the colours mean nothing. "
-                              "Train one with rtseg-train or pass --weights.", file=sys.stderr)
-                img = r.frame.image
-                if writer is None:
-                    h, w = img.shape[:2]
-                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
-                    if not writer.isOpened():
-                        raise UserInputError(f"cannot write video {output}; check the folder is writable")
-                writer.write(blend(img, colorize(r.labels, lut), args.alpha))
-                shares += class_shares(r.labels, meta.num_classes)
-                t1 = time.perf_counter()
-                n_done += 1
-                t_first = t_first or r.t_result
-                t_last = t1
-                lat.append(r.latency_s)
-                infer_s.append(r.infer_s)
-                pre_s.append(r.preprocess_s)
-                dec_s.append(r.decode_s)
-                post_s.append(t1 - t0)
-                if args.max_frames and n_done >= args.max_frames:
-                    break
+            rep = run_headless(source, res.factory, consume, mode="realtime" if is_live else "benchmark",
+                               max_results=args.max_frames, smoothing=args.smoothing)
         finally:
-            pipe.stop()
-            if writer is not None:
-                writer.release()
-        if errors:
-            raise errors[0]
-        if n_done == 0:
+            if state["writer"] is not None:
+                state["writer"].release()
+        if rep.results == 0:
             raise UserInputError(f"{args.source} produced no frames")
 
+    meta, info, n_done, shares = rep.meta, rep.backend, rep.results, state["shares"]
     assert meta is not None and shares is not None
-    wall = (t_last - t_first) if (t_last and t_first and n_done > 1) else float("nan")
     print(f"\nwrote {output}: {n_done} frames with the {meta.model} overlay")
     print(f"model: {meta.model}, {meta.num_classes} classes, weights: {meta.weights or 'RANDOM (untrained)'}")
     if info is not None:
         print(f"backend: {info.backend} on {info.device}, precision {info.precision}, threads {info.threads or 'default'}")
-    print(f"throughput: {(n_done - 1) / wall:.1f} FPS over {n_done} frames (decode, inference and encode overlapped)")
-    print(f"{'latency (ms)':<14}{'mean':>8}{'p50':>8}{'p90':>8}{'p99':>8}")
-    for name, vals in (("decode", dec_s), ("preprocess", pre_s), ("infer", infer_s),
-                       ("overlay+encode", post_s), ("capture->result", lat)):
-        s = StageStats.of(vals)
-        print(f"  {name:<16}{s.mean_ms:6.1f}{s.p50_ms:8.1f}{s.p90_ms:8.1f}{s.p99_ms:8.1f}")
+    print(f"throughput: {rep.fps:.1f} FPS over {n_done} frames (decode, inference and encode overlapped)"
+          + (f", dropped {rep.dropped}" if rep.dropped else ""))
+    print("stages (postprocess = overlay + encode on this thread; end_to_end = decode start -> written):")
+    print("\n".join(format_stage_table(rep.stages)))
+    if not rep.stopped_cleanly:
+        print("WARNING: the pipeline's threads did not stop within their timeout", file=sys.stderr)
     top = np.argsort(shares)[::-1][:5]
     print("pixel share: " + ", ".join(f"{meta.class_names[i]} {shares[i] / n_done:.1%}" for i in top))
     return 0

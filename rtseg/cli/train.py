@@ -25,7 +25,7 @@ from rtseg.data.datasets import DATASET_KINDS, DEFAULT_CAMVID_ROOT
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rtseg.train.trainer import TrainConfig
+    from rtseg.train.config import TrainConfig
 
     d = TrainConfig()
     p = argparse.ArgumentParser(
@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace, argv: list[str]):
-    from rtseg.train.trainer import TrainConfig
+    from rtseg.train.config import TrainConfig
 
     return TrainConfig(
         model=args.model, data=args.data, dataset_kind=args.dataset_kind, train_split=args.train_split,

@@ -34,11 +34,15 @@ def request_from_args(args: argparse.Namespace, settings: Settings) -> ModelRequ
     The backend and precision default to the remembered ones unless given
     (the last picked model itself is offered first in the model dialog).
     """
-    from rtseg.runtime.choice import resolve_model
+    from rtseg.gui.model_picker import AUTO
+    from rtseg.resolve.model import resolve_model
 
-    explicit_model = any(getattr(args, k, None) for k in ("model", "weights", "onnx", "input_size"))
-    backend = args.backend if args.backend_given else settings.backend(args.backend)
-    precision = args.precision if args.precision_given else settings.precision(args.precision)
+    explicit_model = any(getattr(args, k, None) for k in ("model", "weights", "onnx", "engine", "input_size"))
+    if getattr(args, "engine", None) and not args.backend_given:
+        backend = "trt"  # an engine runs on trt: the remembered backend does not apply
+    else:
+        backend = args.backend if args.backend_given else settings.backend(args.backend or "openvino")
+    precision = args.precision if args.precision_given else settings.precision(args.precision or AUTO)
     if explicit_model:
         return ModelRequest(resolve_model(args), backend, precision, args.threads)
     base = default_request(settings)

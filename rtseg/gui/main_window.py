@@ -565,12 +565,13 @@ def default_request(settings: Settings) -> ModelRequest:
     A remembered TensorRT backend needs an engine file, which the bundled model is not: it falls
     back to OpenVINO then.
     """
-    from rtseg.runtime.choice import resolve_model
+    from rtseg.gui.model_picker import AUTO
+    from rtseg.resolve.model import resolve_model
 
-    backend, precision = settings.backend(), settings.precision()
+    backend, precision = settings.backend(), settings.precision(AUTO)
     if backend not in ("onnxruntime", "openvino", "torch", "torch-cuda"):
-        backend, precision = "openvino", "f32"
-    no_args = SimpleNamespace(model=None, weights=None, num_classes=None, input_size=None, onnx=None)
+        backend, precision = "openvino", AUTO
+    no_args = SimpleNamespace(model=None, weights=None, num_classes=None, input_size=None, onnx=None, engine=None)
     return ModelRequest(resolve_model(no_args), backend, precision)
 
 

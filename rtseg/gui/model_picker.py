@@ -6,15 +6,20 @@ the classes shown anywhere in the GUI always come from that metadata.
 
 GUI thread only. The model itself is built later by ``ModelRequest.factory()``
 on the pipeline's inference thread (export, torch import and backend
-compilation never block the window).
+compilation never block the window); the request is resolved by the same rules
+as every command (``rtseg.resolve``). The zoo's model names are listed by a
+background thread (listing them imports torch), and appear in the combo box
+when it is done.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from PyQt6.QtCore import QObject, pyqtSignal
 from PyQt6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -33,11 +38,13 @@ from PyQt6.QtWidgets import (
 )
 
 from rtseg.core.errors import RtsegError, UserInputError
+from rtseg.resolve.model import ModelChoice
 from rtseg.runtime.base import Backend
-from rtseg.runtime.choice import ModelChoice, make_backend_factory
 from rtseg.runtime.factory import backend_kinds, canonical_kind
 
-PRECISIONS = ("f32", "bf16", "fp16", "int8")
+#: "auto": the artifact's own precision (an INT8 ONNX runs int8), else the backend's default.
+AUTO = "auto"
+PRECISIONS = (AUTO, "f32", "bf16", "fp16", "int8")
 
 
 @dataclass(frozen=True)
@@ -46,20 +53,27 @@ class ModelRequest:
 
     choice: ModelChoice
     backend: str = "openvino"
-    precision: str = "f32"
+    precision: str = AUTO  # any Precision spelling, or "auto"
     threads: int | None = None
 
+    @property
+    def requested_precision(self) -> str | None:
+        return None if self.precision.strip().lower() in ("", AUTO) else self.precision
+
     def factory(self) -> Any:
-        """A zero-argument backend factory for ``Pipeline``; exporting happens when it is called."""
-        made: list[Any] = []
+        """A zero-argument backend factory for ``Pipeline``; exporting happens when it is called.
 
-        def build() -> Backend:
-            # runs on the inference thread: resolving includes the ONNX export
-            made.append(make_backend_factory(self.choice, self.backend, self.precision, self.threads,
-                                             export_now=False, report=None))
-            return made[-1]()
+        Resolved here without touching files or frameworks (a bad backend or precision name,
+        an engine on another backend, fail at once on the GUI thread); the export and the
+        artifact checks run inside the factory, on the inference thread.
+        """
+        from rtseg.resolve.backend import resolve
 
-        canonical_kind(self.backend)  # an unknown backend name fails here, on the GUI thread
+        res = resolve(self.choice, self.backend, self.requested_precision, threads=self.threads, eager=False)
+
+        def build() -> Backend:  # inference thread
+            return res.create()
+
         return build
 
     def describe(self) -> str:
@@ -81,7 +95,7 @@ class ModelRequest:
         choice = ModelChoice(d.get("model"), path("weights"), d.get("num_classes"),
                              (int(size[0]), int(size[1])) if size else None, path("onnx"), path("engine"),
                              d.get("refine") or None)
-        return cls(choice, str(d.get("backend") or "openvino"), str(d.get("precision") or "f32"),
+        return cls(choice, str(d.get("backend") or "openvino"), str(d.get("precision") or AUTO),
                    d.get("threads") or None)
 
 
@@ -101,7 +115,7 @@ def describe_onnx(path: str | Path) -> str:
 def describe_engine(path: str | Path) -> str:
     """The same for a TensorRT engine, from its JSON sidecar (TensorRT itself is not needed)."""
     from rtseg.core.meta import ModelMeta
-    from rtseg.export.engine_cache import read_sidecar
+    from rtseg.runtime.engine_file import read_sidecar
 
     side = read_sidecar(path)
     m = ModelMeta.from_dict(side["meta"])
@@ -109,6 +123,28 @@ def describe_engine(path: str | Path) -> str:
     plat = side.get("platform", {})
     return (f"{m.model}, {m.num_classes} classes, input {w}x{h}, {side.get('precision')}, "
             f"built for TensorRT {plat.get('trt_version', '?')} on {plat.get('gpu_name', plat.get('sm', '?'))}")
+
+
+class _ModelList(QObject):
+    """Lists the zoo's model names on a background thread (importing the zoo imports torch) and
+    hands them to the GUI thread through a queued signal."""
+
+    done = pyqtSignal(list, str)  # names, error ("" when listed)
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="rtseg-model-list", daemon=True).start()
+
+    def _run(self) -> None:  # background thread: only emits
+        try:
+            from rtseg.models import list_models
+
+            names, err = list_models(), ""
+        except Exception as exc:  # noqa: BLE001 - without torch the zoo tab still takes a typed name
+            names, err = [], type(exc).__name__
+        try:
+            self.done.emit(names, err)
+        except RuntimeError:  # the dialog (and this object) were deleted meanwhile
+            pass
 
 
 def _file_row(edit: QLineEdit, browse) -> QWidget:  # type: ignore[no-untyped-def]
@@ -196,18 +232,26 @@ class ModelPickerDialog(QDialog):
         lay.addLayout(run)
         lay.addWidget(self.error_label)
         lay.addWidget(buttons)
+        self.models_ready = False  # True once the zoo's names are in the combo box
         self._fill_models()
         if current is not None:
             self.set_request(current)
 
     def _fill_models(self) -> None:
-        try:
-            from rtseg.models import list_models  # imports torch: only when the dialog opens
+        # Never on the GUI thread: importing the zoo imports torch, which takes seconds.
+        self._model_list = _ModelList(self)
+        self._model_list.done.connect(self._models_listed)
+        self._model_list.start()
 
-            self.model_combo.addItems(list_models())
-        except Exception as exc:  # noqa: BLE001 - without torch the zoo tab still takes a typed name
-            self.error_label.setText(f"the model zoo is unavailable ({type(exc).__name__}); "
-                                     "pick an ONNX file or engine instead")
+    def _models_listed(self, names: list[str], error: str) -> None:  # GUI thread (queued)
+        if error:
+            self.error_label.setText(f"the model zoo is unavailable ({error}); pick an ONNX file or engine instead")
+            return
+        typed = self.model_combo.currentText()
+        self.model_combo.addItems(names)
+        if typed:
+            self.model_combo.setCurrentText(typed)  # keep what the user or the last request set
+        self.models_ready = True
 
     def set_request(self, req: ModelRequest) -> None:
         c = req.choice
@@ -272,7 +316,7 @@ class ModelPickerDialog(QDialog):
     def request(self) -> ModelRequest:
         """The chosen request; ``RtsegError`` with what to fix when the form is incomplete."""
         backend = canonical_kind(self.backend_combo.currentText())
-        precision = self.precision_combo.currentText().strip() or "f32"
+        precision = self.precision_combo.currentText().strip() or AUTO
         threads = self.threads_spin.value() or None
         tab = self.tabs.currentIndex()
         if tab == 1:
