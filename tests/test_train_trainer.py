@@ -237,3 +237,22 @@ def test_fixed_schedule_without_val_ships_final(tiny, tmp_path, capsys):
     loaded = load_model(dest)
     assert loaded.extra["iteration"] == 3 and loaded.extra["selection"].startswith("none")
     assert "fixed schedule" in loaded.meta.weights
+
+
+def test_the_split_trainer_keeps_its_names_and_its_config_needs_no_torch():
+    """rtseg.train.trainer was split into config / loop / logs: every name scripts and rtseg-train
+    used is still importable from it, and a run's config round-trips as in the resume state."""
+    import subprocess
+    import sys
+
+    import rtseg.train.trainer as t
+
+    for name in ("TrainConfig", "Trainer", "TrainResult", "RESUME_FILE", "BEST_FILE", "FINAL_FILE", "TRAIN_LOG",
+                 "VAL_LOG", "CURVES", "STATE_FORMAT", "CsvLog", "Progress", "plot_curves", "validate",
+                 "dataset_meta", "pick_device", "IterationBatches", "_FIXED_ON_RESUME"):
+        assert hasattr(t, name), name
+    cfg = t.TrainConfig(crop=(64, 96), scale=(0.75, 1.5), input_size=(72, 96))
+    assert t.TrainConfig.from_dict(cfg.to_dict()) == cfg
+    assert t.IterationBatches.__module__ == "rtseg.train.loop"  # what DataLoader workers unpickle
+    subprocess.run([sys.executable, "-c", "import sys, rtseg.train.config as c; c.TrainConfig().check; "
+                    "assert 'torch' not in sys.modules"], check=True)

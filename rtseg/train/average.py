@@ -22,8 +22,8 @@ from rtseg.core.atomic import atomic_path
 from rtseg.core.errors import UserInputError
 from rtseg.core.hashing import file_sha256
 from rtseg.models.checkpoint import RTSEG_FORMAT as _CHECKPOINT_FORMAT
+from rtseg.train.config import STATE_FORMAT as _STATE_FORMAT
 from rtseg.train.export import lineage_of
-from rtseg.train.trainer import STATE_FORMAT as _STATE_FORMAT
 
 
 def _read(path: Path) -> dict[str, Any]:
