@@ -44,24 +44,21 @@ class ExportResult:
 def verification_frames(n: int, height: int, width: int, sample_video: str | Path | None = None) -> np.ndarray:
     """``n`` real-looking uint8 BGR frames at model size.
 
-    Frames of ``sample_video`` when given and readable (the bundled CamVid
-    clip), else synthetic street scenes.
+    Frames spread over ``sample_video`` when given and readable (the bundled
+    CamVid clip; read by the one frame reader, ``rtseg.pipeline.sampling``),
+    topped up with synthetic street scenes.
     """
-    import cv2
-
+    from rtseg.core.errors import RtsegError
     from rtseg.core.synthetic import street_frame
 
     frames: list[np.ndarray] = []
     if sample_video is not None and Path(sample_video).is_file():
-        cap = cv2.VideoCapture(str(sample_video))
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or n
-        for i in range(n):
-            cap.set(cv2.CAP_PROP_POS_FRAMES, (i * total) // n)
-            ok, img = cap.read()
-            if not ok:
-                break
-            frames.append(cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR))
-        cap.release()
+        from rtseg.pipeline.sampling import read_frames
+
+        try:
+            frames = list(read_frames(sample_video, (height, width), n))
+        except RtsegError:
+            frames = []  # an unreadable clip: synthetic frames only
     t = 0
     while len(frames) < n:
         frames.append(street_frame(height, width, t=t * 7, seed=t))
