@@ -114,3 +114,12 @@ def test_an_engine_without_tensorrt_fails_in_one_line_naming_it(engine_pair: Pat
     assert "\n" not in str(e.value)
     lazy = resolve(ModelChoice(None, None, None, None, None, engine_pair), eager=False)
     assert lazy.kind == "trt" and lazy.artifact == engine_pair  # the GUI hears it from the inference thread
+
+
+def test_a_refined_zoo_model_keeps_its_refinement() -> None:
+    c = ModelChoice("stdc1", None, 11, SMALL_SIZE, None, refine="crf")
+    assert c.describe().endswith("+ crf refinement")
+    with pytest.raises(UserInputError, match="CRF refinement runs on the torch backend"):
+        resolve(c, "torch-cuda")
+    be = resolve(c, "torch").create()
+    assert "refine" in be.meta.extra  # the graph the backend runs has the CRF
