@@ -26,16 +26,16 @@ run() {  # name classes frames [extra rtseg-bench args]
 }
 
 # the bundled model with and without CRF refinement (same frames: the bundled CamVid sample)
-.venv/bin/rtseg-export --weights assets/stdc1_camvid.pt --input-size 360x480 -o "$ENG/stdc1.onnx" \
-    > "$OUT/stdc1.export.txt" 2>&1
-.venv/bin/rtseg-export --weights assets/stdc1_camvid.pt --input-size 360x480 --refine crf -o "$ENG/stdc1_crf.onnx" \
-    > "$OUT/stdc1_crf.export.txt" 2>&1
-for v in stdc1 stdc1_crf; do
+.venv/bin/rtseg-export --weights assets/stdc_efflite0_camvid.pt --input-size 360x480 -o "$ENG/default.onnx" \
+    > "$OUT/default.export.txt" 2>&1
+.venv/bin/rtseg-export --weights assets/stdc_efflite0_camvid.pt --input-size 360x480 --refine crf -o "$ENG/default_crf.onnx" \
+    > "$OUT/default_crf.export.txt" 2>&1
+for v in default default_crf; do
     $BENCH --onnx "$ENG/$v.onnx" --compare openvino:f32,onnxruntime --source assets/camvid_0016E5_val.mp4 \
         --frames 60 --warmup 5 --json "$OUT/$v.json" > "$OUT/$v.txt" 2>&1
     echo "$v done"
 done
-rm -f "$ENG/stdc1.onnx" "$ENG/stdc1_crf.onnx"
+rm -f "$ENG/default.onnx" "$ENG/default_crf.onnx"
 
 run lraspp_mobilenet_v3_large 21 40
 run deeplabv3_mobilenet_v3_large 21 20

@@ -164,7 +164,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("checkpoint", nargs="?", default=str(REPO / "assets" / "stdc1_camvid.pt"))
+    p.add_argument("checkpoint", nargs="?", default=str(REPO / "assets" / "stdc_efflite0_camvid.pt"))
     p.add_argument("--data", default=str(REPO.parent / "shared" / "datasets" / "camvid"))
     p.add_argument("--limit", type=int, help="first N val frames only (a quick check)")
     p.add_argument("--json", help="also write the figures as JSON")

@@ -2,7 +2,7 @@
 
     rtseg                                    # the bundled sample with the bundled model
     rtseg clip.mp4 --onnx engines/m.onnx --backend onnxruntime
-    rtseg 0 --model stdc1 --weights stdc1_camvid.pt      # webcam 0
+    rtseg 0 --weights my_model.pt            # webcam 0 with a trained rtseg checkpoint
 
 Takes the same source and model arguments as ``rtseg-run``. On Linux with no
 ``DISPLAY``/``WAYLAND_DISPLAY`` (and no ``QT_QPA_PLATFORM`` such as

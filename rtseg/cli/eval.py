@@ -2,11 +2,11 @@
 
 Examples::
 
-    rtseg-eval assets/stdc1_camvid.pt                                # torch backend, CamVid val
+    rtseg-eval model.pt --split heldout-val                          # torch backend, sequence 0006R0
     rtseg-eval out/stdc1.onnx --backend openvino --precision bf16 --json out/ov_bf16.json
     rtseg-eval out/stdc1.onnx --backend onnxruntime --parity-with openvino --parity-precision bf16
     rtseg-eval out/stdc1_int8.onnx --baseline out/stdc1.onnx --max-drop 1   # accuracy cost of INT8
-    rtseg-eval assets/stdc1_camvid.pt --refine crf                   # with mean-field CRF refinement
+    rtseg-eval model.pt --refine crf                                 # with mean-field CRF refinement
     rtseg-eval --engine engines/stdc1_....engine                     # a TensorRT engine (needs TensorRT)
 
 Every backend runs the deploy graph (BGR uint8 frames in, labels out), so the

@@ -2,9 +2,10 @@
 
 Examples::
 
-    rtseg-train --model stdc1 --data ../shared/datasets/camvid --out ~/.cache/rtseg/train/stdc1_camvid
-    rtseg-train --out ~/.cache/rtseg/train/stdc1_camvid          # resumes where it stopped
-    rtseg-train --export-best assets/stdc1_camvid.pt --out ~/.cache/rtseg/train/stdc1_camvid
+    rtseg-train --model stdc_efflite0 --data ../shared/datasets/camvid --out ~/.cache/rtseg/train/run \
+        --train-split heldout-train --val-split heldout-val      # choose a recipe on an unseen sequence
+    rtseg-train --out ~/.cache/rtseg/train/run                   # resumes where it stopped
+    rtseg-train --out ~/.cache/rtseg/train/run --export-final model.pt   # the end of the fixed schedule
     rtseg-train --average runA/best.pt runB/best.pt --average-out soup.pt   # weight averaging
     rtseg-data-check --data ../shared/datasets/camvid --split train
 """

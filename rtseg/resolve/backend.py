@@ -107,7 +107,7 @@ class Resolution:
 
     # -- describing it ----------------------------------------------------------------
     def describe(self) -> str:
-        """``stdc1 (stdc1_camvid.pt) on openvino (bf16)``: for status lines and logs."""
+        """``stdc_efflite0 (stdc_efflite0_camvid.pt) on openvino (bf16)``: for status lines and logs."""
         prec = self.precision or self.requested
         return f"{self.choice.describe()} on {self.kind}" + (f" ({prec})" if prec is not None else "")
 

@@ -16,9 +16,9 @@ from rtseg.core.errors import UserInputError
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 SAMPLE_CLIP = ASSETS / "camvid_0016E5_val.mp4"
-BUNDLED_MODEL = ASSETS / "stdc1_camvid.pt"
+BUNDLED_MODEL = ASSETS / "stdc_efflite0_camvid.pt"
 #: Used when no trained model is bundled yet: the CamVid input size, random weights.
-FALLBACK_MODEL = ("stdc1", 11, (360, 480))
+FALLBACK_MODEL = ("stdc_efflite0", 11, (360, 480))
 
 #: File suffixes taken for a TensorRT engine (``rtseg-export`` writes ``.engine``).
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
