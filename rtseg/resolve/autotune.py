@@ -235,12 +235,12 @@ def choose(candidates: Sequence[Candidate], frames: np.ndarray, *, measure: Meas
         raise BackendError("auto: no CPU backend ran this model; pass --backend and --precision explicitly")
     best, bm = min(ok, key=lambda cm: cm[1].seconds_per_frame)
     parts = []
-    for c, m, why in results:
-        if m is None:
+    for c, res, why in results:
+        if res is None:
             parts.append(f"{c.label} {why}")
         else:
-            parts.append(f"{c.label} {1000 * m.seconds_per_frame:.1f} ms" + (f" ({why})" if why and why !=
-                                                                              "reference" else ""))
+            note = f" ({why})" if why and why != "reference" else ""
+            parts.append(f"{c.label} {1000 * res.seconds_per_frame:.1f} ms{note}")
     why = "fastest of " + ", ".join(parts) + f"; needs >= {100 * min_agreement:g}% label agreement with FP32"
     return best, Decision(best.kind, str(best.precision), str(best.artifact), 1000 * bm.seconds_per_frame, why,
                           dict(best.options))
