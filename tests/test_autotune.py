@@ -148,3 +148,22 @@ def test_resolve_auto_and_explicit_flags(small_onnx: Path, tmp_path: Path, monke
     assert (ort.kind, ort.precision) == ("onnxruntime", Precision.F32) and not lines
     ov = resolve(choice, "auto", "f32", report=lines.append)
     assert (ov.kind, ov.precision) == ("openvino", Precision.F32) and not lines
+
+
+def test_the_int8_artifact_beside_the_checkpoint_counts_if_its_input_matches(model_dir: Path,
+                                                                              tmp_path: Path) -> None:
+    onnx = model_dir / "m.onnx"
+    ckpt_dir = tmp_path / "assets"
+    ckpt_dir.mkdir()
+    ckpt = ckpt_dir / "model.pt"
+    assert at.int8_sibling(onnx, ckpt) is None
+    _other_network(ckpt_dir / "model_int8.onnx")
+    found = at.int8_sibling(onnx, ckpt)
+    assert found == ckpt_dir / "model_int8.onnx"
+    labels = [c.label for c in at.cpu_candidates(onnx, backends=["openvino"], flags=frozenset(), int8=found)]
+    assert labels == ["openvino f32", "openvino int8"]
+    from precision_helpers import export, tiny_model
+
+    other_size = export(tiny_model(seed=3), tmp_path / "small_int8.onnx", (64, 96))
+    labels = [c.label for c in at.cpu_candidates(onnx, backends=["openvino"], flags=frozenset(), int8=other_size)]
+    assert labels == ["openvino f32"]  # built for another input size: no candidate

@@ -120,15 +120,23 @@ def installed_backends() -> list[str]:
             if importlib.util.find_spec(mod) is not None]
 
 
-def int8_sibling(fp32_onnx: Path) -> Path | None:
-    """The model's INT8 artifact beside its FP32 ONNX (``NAME_int8.onnx``), when one exists."""
-    p = fp32_onnx.with_name(fp32_onnx.stem + "_int8.onnx")
-    return p if p.is_file() else None
+def int8_sibling(*artifacts: Path | None) -> Path | None:
+    """The model's INT8 artifact: ``NAME_int8.onnx`` beside the first of ``artifacts`` (the FP32 ONNX,
+    then e.g. the checkpoint it was exported from, as ``assets/`` ships them) that has one."""
+    for a in artifacts:
+        if a is not None:
+            p = a.with_name(a.stem + "_int8.onnx")
+            if p.is_file():
+                return p
+    return None
 
 
 def cpu_candidates(fp32_onnx: Path, *, backends: Sequence[str] | None = None,
-                   flags: frozenset[str] | None = None) -> list[Candidate]:
-    """The candidates for ``fp32_onnx`` on this machine; the first is the FP32 reference."""
+                   flags: frozenset[str] | None = None, int8: Path | None = None) -> list[Candidate]:
+    """The candidates for ``fp32_onnx`` on this machine; the first is the FP32 reference.
+
+    ``int8``: the model's INT8 artifact (default: ``int8_sibling(fp32_onnx)``); one built for
+    another input size or batch is no candidate."""
     have = list(backends) if backends is not None else installed_backends()
     if flags is None:
         flags = cpu_description()[1]
@@ -139,8 +147,8 @@ def cpu_candidates(fp32_onnx: Path, *, backends: Sequence[str] | None = None,
         out.append(Candidate("openvino", Precision.F32, fp32_onnx, ov))
         if cpu_has_bf16(flags):
             out.append(Candidate("openvino", Precision.BF16, fp32_onnx, ov))
-        int8 = int8_sibling(fp32_onnx)
-        if int8 is not None:
+        int8 = int8 or int8_sibling(fp32_onnx)
+        if int8 is not None and _same_input(int8, fp32_onnx):
             # An INT8 graph runs its quantized layers in INT8 whatever is asked (the rest in f32).
             out.append(Candidate("openvino", Precision.INT8, int8, ov))
     if "onnxruntime" in have:
@@ -148,6 +156,15 @@ def cpu_candidates(fp32_onnx: Path, *, backends: Sequence[str] | None = None,
     if not out:
         raise UserInputError("no CPU backend is installed for --backend auto: pip install 'rtseg[cpu]'")
     return out
+
+
+def _same_input(a: Path, b: Path) -> bool:
+    from rtseg.runtime.onnx_file import OnnxArtifact
+
+    try:
+        return OnnxArtifact.open(a).input_shape == OnnxArtifact.open(b).input_shape
+    except BackendError:
+        return False  # not a readable rtseg ONNX: no candidate
 
 
 def backend_versions(backends: Sequence[str]) -> dict[str, str]:
@@ -323,8 +340,10 @@ def tuning_frames(input_size: tuple[int, int], n: int = 8) -> np.ndarray:
 
 def autotune(fp32_onnx: Path, *, force: bool = False, budget_s: float = 10.0, measure: Measure | None = None,
              candidates: Sequence[Candidate] | None = None, frames: np.ndarray | None = None,
-             directory: Path | None = None, report: Report | None = None) -> Decision:
-    """The cached decision for ``fp32_onnx`` on this machine, else measure (see the module docstring)."""
+             directory: Path | None = None, report: Report | None = None, int8: Path | None = None) -> Decision:
+    """The cached decision for ``fp32_onnx`` on this machine, else measure (see the module docstring).
+
+    ``int8``: the model's INT8 artifact, when it is not ``NAME_int8.onnx`` beside ``fp32_onnx``."""
     from rtseg.runtime.onnx_file import OnnxArtifact
 
     art = OnnxArtifact.open(fp32_onnx)
@@ -332,8 +351,9 @@ def autotune(fp32_onnx: Path, *, force: bool = False, budget_s: float = 10.0, me
         raise UserInputError(f"--backend auto measures against the FP32 model; {fp32_onnx.name} is "
                              f"{art.precision}: pass --backend/--precision, or the FP32 ONNX")
     size = art.input_shape[1:]
-    cands = list(candidates) if candidates is not None else cpu_candidates(fp32_onnx)
-    key = cache_key(fp32_onnx, size, int8=int8_sibling(fp32_onnx))
+    int8 = int8 or int8_sibling(fp32_onnx)
+    cands = list(candidates) if candidates is not None else cpu_candidates(fp32_onnx, int8=int8)
+    key = cache_key(fp32_onnx, size, int8=int8)
     if not force:
         hit = load_cached(key, directory=directory)
         if hit is not None:

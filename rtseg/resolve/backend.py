@@ -239,7 +239,8 @@ def _resolve_auto(choice: ModelChoice, backend: str | None, precision: str | Pre
         ref = plain(at.installed_backends()[0], None)
         assert ref.artifact is not None
         fp32 = ref.artifact
-    decision = at.autotune(fp32, force=force, report=report)
+    # A shipped INT8 artifact lies beside the checkpoint (assets/NAME_int8.onnx), not the engines/ export.
+    decision = at.autotune(fp32, force=force, report=report, int8=at.int8_sibling(fp32, choice.weights))
     if report is not None:
         report(decision.line())
     prec = Precision.parse(decision.precision)
