@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 # of pulling a multi-GB CUDA build; override on a GPU machine, e.g.
 #   make TORCH_SPEC='torch --index-url https://download.pytorch.org/whl/cu128' run
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= cpu,gui,dev,pretrained
+EXTRAS ?= cpu,gui,dev,pretrained,nncf
 
 .PHONY: venv run test lint typecheck clean
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The automatic backend choice (--backend auto, the commands' default) caches its decision in the
+# user cache directory: tests (and the commands they start) use a private one, never the user's.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="rtseg-test-cache-")
 
 from _paths import SMALL_SIZE
 

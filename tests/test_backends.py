@@ -130,3 +130,20 @@ def test_logits_are_an_optional_output_of_the_backend(small_onnx, tmp_path, fram
         assert not be.has_logits
         with pytest.raises(BackendError, match="no logits output; export the ONNX with rtseg-export --logits"):
             be.infer_with_logits(f)
+
+
+def test_openvino_two_requests_in_flight_give_infer_s_labels(small_onnx, frames):
+    """Two asynchronous infer requests, kept full (submit n+1 before collect n), return exactly what
+    the synchronous infer() returns for every frame, in submission order."""
+    with create_backend("openvino", small_onnx, precision="f32", requests=2) as be:
+        assert be.max_in_flight == 2
+        want = [be.infer(frames[i:i + 1]) for i in range(len(frames))]
+        got = []
+        be.submit(frames[0:1])
+        for i in range(1, len(frames)):
+            be.submit(frames[i:i + 1])
+            got.append(be.collect())
+        got.append(be.collect())
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert np.array_equal(g, w)

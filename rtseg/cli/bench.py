@@ -1,5 +1,7 @@
 """``rtseg-bench``: headless throughput and per-stage latency of any backend.
 
+    rtseg-bench --source clip.mp4                       # the bundled model on the fastest CPU path (auto)
+    rtseg-bench --autotune                              # measure the automatic choice again
     rtseg-bench --model stdc1 --input-size 360x480 --backend openvino --precision bf16 --source clip.mp4
     rtseg-bench --model stdc1 --input-size 360x480 --compare onnxruntime,openvino:f32,openvino:bf16,torch
     rtseg-bench --onnx engines/stdc1_int8.onnx --backend onnxruntime        # reports int8 (the file's tag)
@@ -41,10 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "ONNX Runtime where the CPU has no FP16 arithmetic) / the Q/DQ INT8 ONNX on ONNX Runtime")
     p.add_argument("--int8-budget", type=float, default=1.0, help="--parity int8: accepted mIoU drop in points")
     p.add_argument("--batch", type=int, default=None, help="batch size (default 1, or the artifact's)")
-    p.add_argument("--backend", help="onnxruntime | openvino | torch | torch-cuda | trt (default openvino; trt "
-                   "for --engine); ignored with --compare")
-    p.add_argument("--precision", help="f32 | bf16 | fp16 | int8 (default: the artifact's, else the backend's: "
-                   "OpenVINO f32, torch-cuda fp16). The precision that really ran is always reported")
+    p.add_argument("--backend", default="auto",
+                   help="auto | onnxruntime | openvino | torch | torch-cuda | trt (default auto: trt for --engine, "
+                        "else the fastest CPU path that keeps FP32's labels, measured once and cached); "
+                        "ignored with --compare")
+    p.add_argument("--precision", default="auto",
+                   help="auto | f32 | bf16 | fp16 | int8 (default auto: chosen with --backend auto, else the "
+                        "artifact's or the backend's: OpenVINO f32, torch-cuda fp16). The precision that really "
+                        "ran is always reported")
+    p.add_argument("--autotune", action="store_true",
+                   help="with --backend auto: measure the candidates again instead of using the cached choice")
     p.add_argument("--threads", type=int, help="inference threads (default: the backend's own choice)")
     p.add_argument("--compare", metavar="B[:P],B[:P]...",
                    help="run several backends on the same frames, e.g. onnxruntime,openvino:f32,openvino:bf16,torch")
@@ -78,8 +86,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UserInputError("--frames must be >= 1 and --warmup >= 0")
     if args.batch is not None and args.batch < 1:
         raise UserInputError(f"--batch must be >= 1, got {args.batch}")
-    if not (args.onnx or args.engine or args.model or args.weights):
-        raise UserInputError("say which model: --model NAME, --weights PATH, --onnx FILE or --engine FILE")
+    # No model named: the bundled one (rtseg.resolve.model), as rtseg-run does.
     if args.parity:
         return _parity(args)
     choice = resolve_model(args)
@@ -101,7 +108,7 @@ def _run(args: argparse.Namespace) -> int:
     for kind, prec in _parse_runs(args):
         options = {"cuda_graph": True} if args.cuda_graph and kind == "torch-cuda" else {}
         plans.append(resolve(choice, kind, prec, threads=args.threads, batch=args.batch, options=options,
-                             report=note))
+                             report=note, autotune=args.autotune))
     reports = []
     for res in plans:
         label = f"{res.kind} {res.precision}" + (" cuda-graph" if res.options.get("cuda_graph") else "")

@@ -54,13 +54,14 @@ def add_artifact_args(p: argparse.ArgumentParser, *, onnx: bool = True) -> None:
                    "its sidecar says the rest); runs on --backend trt, which it implies")
 
 
-def add_backend_args(p: argparse.ArgumentParser, *, default: str | None = None) -> None:
+def add_backend_args(p: argparse.ArgumentParser, *, default: str | None = "auto") -> None:
     """--backend / --precision / --threads, with the one set of rules of ``rtseg.resolve``."""
     p.add_argument("--backend", default=default,
-                   help="onnxruntime | openvino | torch | torch-cuda | trt (default: trt for --engine, else "
-                        f"{default or 'openvino'})")
-    p.add_argument("--precision",
-                   help="f32 | bf16 | fp16 | int8 (default: the artifact's own, else the backend's: OpenVINO f32, "
-                        "torch-cuda fp16). An INT8/FP16 ONNX or an engine runs at the precision it was written at; "
-                        "the precision that really runs is always reported")
+                   help="auto | onnxruntime | openvino | torch | torch-cuda | trt (default auto: trt for --engine, "
+                        "else the fastest CPU path that keeps FP32's labels, measured once and cached)")
+    p.add_argument("--precision", default="auto",
+                   help="auto | f32 | bf16 | fp16 | int8 (default auto: chosen with --backend auto, else the "
+                        "artifact's own or the backend's: OpenVINO f32, torch-cuda fp16). An INT8/FP16 ONNX or an "
+                        "engine runs at the precision it was written at; the precision that really runs is always "
+                        "reported")
     p.add_argument("--threads", type=int, help="inference threads (default: the backend's own choice)")

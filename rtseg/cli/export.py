@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", type=float, metavar="GB", help="engine: builder workspace limit")
     p.add_argument("--timing-cache", metavar="PATH", help="engine: TensorRT timing cache file to read/update")
     p.add_argument("--calib-source", metavar="VIDEO_OR_FOLDER", help="int8: frames to calibrate on (your own data)")
+    p.add_argument("--quantizer", choices=["ort", "nncf"], default="ort",
+                   help="onnx int8: ort (default; ONNX Runtime's symmetric per-channel Q/DQ, what TensorRT "
+                        "takes) or nncf (NNCF's Q/DQ for OpenVINO on CPU; needs rtseg[nncf]); NNCF's file is "
+                        "accepted when its labels agree with FP32 on --int8-agreement of the pixels")
+    p.add_argument("--int8-agreement", type=float, default=0.995,
+                   help="--quantizer nncf: least share of pixels whose INT8 label equals FP32's (default 0.995)")
     p.add_argument("--int8-budget", type=float, default=1.0,
                    help="int8: largest accepted mIoU drop vs FP32 labels, in points (default 1)")
     p.add_argument("--rebuild-on-mismatch", action="store_true",
@@ -115,6 +121,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.precision == "int8" and not args.calib_source:
         raise UserInputError("--precision int8 needs --calib-source VIDEO_OR_FOLDER: frames of your own data "
                              "to calibrate on")
+    if args.quantizer == "nncf":
+        if args.format == "engine" or args.precision != "int8":
+            raise UserInputError("--quantizer nncf makes an INT8 ONNX: use it with --format onnx --precision int8")
+        import importlib.util
+
+        if importlib.util.find_spec("nncf") is None:  # before minutes of export
+            raise UserInputError("--quantizer nncf needs NNCF: pip install 'rtseg[nncf]'")
     if args.calib_source and not Path(args.calib_source).exists():
         raise UserInputError(f"--calib-source {args.calib_source} does not exist")
     if args.tta != "none" and (args.format != "onnx" or (args.precision or "fp32") != "fp32"):
@@ -144,6 +157,12 @@ def _run(args: argparse.Namespace) -> int:
         rep = convert_to_mixed_fp16(fp32, out)
         print(f"wrote {out}: mixed FP16 ({rep.fp16_nodes} nodes FP16, {rep.fp32_nodes} kept FP32, "
               f"{rep.casts_inserted} casts)")
+    elif args.quantizer == "nncf":
+        from rtseg.export.nncf_quantize import quantize_nncf
+
+        repn = quantize_nncf(fp32, out, calib_source=args.calib_source, min_agreement=args.int8_agreement)
+        print(f"wrote {out}: NNCF INT8 calibrated on {repn.calibration_frames} frames of {args.calib_source}; "
+              f"labels agree with FP32 on {100 * repn.agreement:.2f}% of the pixels (OpenVINO)")
     else:
         from rtseg.benchmark.parity import parity_on_source
         from rtseg.core.errors import ExportError

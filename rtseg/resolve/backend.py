@@ -19,6 +19,13 @@ Rules (the same for ``rtseg``, ``rtseg-run``, ``rtseg-bench``, ``rtseg-eval`` an
   offer (OpenVINO f32/bf16/fp16, PyTorch CUDA fp16/f32, ...); None means the
   backend's default (never OpenVINO's implicit bf16).
 - No backend named: ``trt`` for an engine, else ``default_backend``.
+- ``auto`` (the commands' default for both ``--backend`` and ``--precision``):
+  an engine runs on ``trt``; a zoo model, weights file or FP32 ONNX at batch 1
+  runs on the fastest CPU path that keeps FP32's labels, measured once per
+  machine and cached (``rtseg.resolve.autotune``). ``--backend X --precision
+  auto`` is X at its default; ``--backend auto --precision P`` is the default
+  backend at P. The GUI thread (``eager=False``) cannot measure and takes the
+  default backend.
 - A zoo model's ``refine`` spec (CRF refinement) goes into its export, or into the
   torch backends' graph; an ONNX file or engine carries its own.
 
@@ -133,16 +140,24 @@ def backend_kind(choice: ModelChoice, backend: str | None = None, *, default_bac
 def resolve(choice: ModelChoice, backend: str | None = None, precision: str | Precision | None = None, *,
             threads: int | None = None, batch: int | None = None, eager: bool = True, with_logits: bool = False,
             default_backend: str = DEFAULT_BACKEND, options: Mapping[str, Any] | None = None,
-            report: Report | None = None) -> Resolution:
+            report: Report | None = None, autotune: bool = False) -> Resolution:
     """Apply the rules of the module docstring; raise a one-line ``RtsegError`` when they fail.
 
     ``backend``/``precision``: as the user spelled them (any alias), or None.
     ``batch``: frames per inference (None: the artifact's). ``eager``: check
     artifacts and export now (commands) or leave it to ``factory`` (GUI thread).
     ``options``: backend keyword options (``cuda_graph`` for torch-cuda,
-    ``requests`` for openvino, ``emulate_fp16`` for onnxruntime).
+    ``requests`` for openvino, ``emulate_fp16`` for onnxruntime). ``autotune``: with
+    ``auto``, measure again instead of reading the cached decision.
     """
     from rtseg.runtime.factory import ONNX_BACKENDS, TORCH_BACKENDS, backend_class
+
+    auto_backend = isinstance(backend, str) and backend.lower() == "auto"
+    auto_precision = isinstance(precision, str) and precision.lower() == "auto"
+    if auto_backend or auto_precision:
+        return _resolve_auto(choice, None if auto_backend else backend, None if auto_precision else precision,
+                             threads=threads, batch=batch, eager=eager, with_logits=with_logits,
+                             default_backend=default_backend, options=options, report=report, force=autotune)
 
     requested = Precision.parse_optional(precision)
     if batch is not None and batch < 1:
@@ -195,3 +210,41 @@ def resolve(choice: ModelChoice, backend: str | None = None, precision: str | Pr
         raise UserInputError(f"--onnx runs on onnxruntime or openvino, not {kind}: drop --backend, or pass "
                              f"--model/--weights to run the checkpoint on {kind}")
     return replace(base, artifact=choice.weights, precision=cls.choose_precision(requested, Precision.F32))
+
+
+def _resolve_auto(choice: ModelChoice, backend: str | None, precision: str | Precision | None, *,
+                  threads: int | None, batch: int | None, eager: bool, with_logits: bool, default_backend: str,
+                  options: Mapping[str, Any] | None, report: Report | None, force: bool) -> Resolution:
+    """``resolve`` with ``auto`` for the backend and/or precision (``None`` here: the part that was auto)."""
+    def plain(b: str | None, p: str | Precision | None) -> Resolution:
+        return resolve(choice, b, p, threads=threads, batch=batch, eager=eager, with_logits=with_logits,
+                       default_backend=default_backend, options=options, report=report)
+
+    # Only "auto auto" measures; a named backend or precision keeps the ordinary rules for the other part.
+    # An engine, a batch other than 1 and the GUI thread (which may not block) take the plain default.
+    if backend is not None or precision is not None or choice.engine is not None or not eager \
+            or (batch or 1) != 1:
+        return plain(backend, precision)
+    from rtseg.resolve import autotune as at
+
+    if not at.installed_backends():
+        return plain(None, None)
+    if choice.onnx is not None:
+        from rtseg.runtime.onnx_file import OnnxArtifact
+
+        if OnnxArtifact.open(choice.onnx).precision is not Precision.F32:
+            return plain(None, None)  # it runs at its own precision
+        fp32 = choice.onnx
+    else:
+        ref = plain(at.installed_backends()[0], None)
+        assert ref.artifact is not None
+        fp32 = ref.artifact
+    # A shipped INT8 artifact lies beside the checkpoint (assets/NAME_int8.onnx), not the engines/ export.
+    decision = at.autotune(fp32, force=force, report=report, int8=at.int8_sibling(fp32, choice.weights))
+    if report is not None:
+        report(decision.line())
+    prec = Precision.parse(decision.precision)
+    kind = decision.kind
+    opts = {**dict(options or {}), **decision.options}
+    return Resolution(choice, kind, prec, None if prec is Precision.INT8 else prec, threads, batch,
+                      Path(decision.artifact), with_logits, opts, report)

@@ -13,8 +13,9 @@ released), so the pipeline's resize of the next frame and publication of the
 previous result overlap inference. ``collect`` waits for the oldest request.
 An ``AsyncInferQueue`` would fit the same protocol (``submit`` =
 ``start_async`` with a sequence number as userdata, ``collect`` = wait for the
-oldest number); two plain requests are enough for two in flight. The default
-stays one synchronous request until the CPU speed work measures which pays.
+oldest number); two plain requests are enough for two in flight. The constructor's default
+stays one synchronous request; ``--backend auto`` (``rtseg.resolve.autotune``)
+runs OpenVINO with two.
 """
 
 from __future__ import annotations

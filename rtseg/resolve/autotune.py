@@ -1,0 +1,365 @@
+"""``--backend auto --precision auto``: measure the CPU paths this machine has, keep the fastest correct one.
+
+    decision = autotune(onnx_path, report=print)      # measured once, then read from the cache
+    decision.kind, decision.precision, decision.artifact
+
+Candidates (``cpu_candidates``) are the installed CPU backends times the
+precisions this CPU really computes in: OpenVINO f32, OpenVINO bf16 where the
+CPU flags say AVX512-BF16 or AMX-BF16 (without them OpenVINO would emulate and
+be slower), OpenVINO on the model's INT8 artifact when one lies beside the
+FP32 ONNX (``int8_sibling``), and ONNX Runtime f32.
+
+Each candidate runs a few frames (one warm-up, then timed) within a bounded
+total (``budget_s``, about 10 s); a candidate whose labels agree with the FP32
+reference (the first candidate, OpenVINO or ONNX Runtime f32) on fewer than
+``MIN_AGREEMENT`` of the pixels is dropped, whatever its speed; the fastest of
+the rest wins. The decision is cached as JSON in the user cache directory
+(``$XDG_CACHE_HOME/rtseg/autotune.json``, else ``~/.cache/rtseg``) under a key
+made of the artifact's content hash, its input size, the CPU model and flags
+and the backend versions, so a new model file, a new CPU or an upgraded
+OpenVINO measures again; ``force=True`` (``rtseg-bench --autotune``) always
+does.
+
+Timing goes through one interface, ``Measure``: ``BackendMeasure`` runs the
+real backend; tests subclass it to replace the measured seconds by known costs
+while the labels still come from the real backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rtseg.core.errors import BackendError, UserInputError
+from rtseg.core.precision import Precision
+
+#: Labels must agree with FP32 on at least this share of pixels for a candidate to be eligible.
+MIN_AGREEMENT = 0.995
+#: Bump when the candidate rules or the cache layout change: old decisions are then ignored.
+CACHE_VERSION = 1
+
+Report = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to run the model: a backend, the precision asked of it, the artifact it opens."""
+
+    kind: str  # "openvino" | "onnxruntime"
+    precision: Precision
+    artifact: Path
+    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.precision}"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What one candidate did on the tuning frames."""
+
+    seconds_per_frame: float
+    labels: np.ndarray  # uint8 [N, H, W], one row per tuning frame
+
+
+@dataclass
+class Decision:
+    """The chosen candidate and why (what the one printed line says)."""
+
+    kind: str
+    precision: str
+    artifact: str
+    ms_per_frame: float
+    why: str
+    options: dict[str, Any] = field(default_factory=dict)
+    cached: bool = False
+
+    def line(self) -> str:
+        src = "cached" if self.cached else "measured"
+        return f"auto: {self.kind} {self.precision} ({src}): {self.why}"
+
+
+# -- what this machine has ------------------------------------------------------------------------
+
+def cpu_description() -> tuple[str, frozenset[str]]:
+    """(CPU model name, CPU flags) from /proc/cpuinfo; (platform's processor, no flags) elsewhere."""
+    name, flags = platform.processor() or platform.machine(), frozenset[str]()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return name, flags
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and value.strip():
+            name = value.strip()
+        elif key == "flags" and not flags:
+            flags = frozenset(value.split())
+    return name, flags
+
+
+def cpu_has_bf16(flags: frozenset[str]) -> bool:
+    """Whether the CPU computes in bf16 natively (OpenVINO's bf16 is only faster with these)."""
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def installed_backends() -> list[str]:
+    """CPU backends whose framework is importable, in reference order (OpenVINO first)."""
+    return [k for k, mod in (("openvino", "openvino"), ("onnxruntime", "onnxruntime"))
+            if importlib.util.find_spec(mod) is not None]
+
+
+def int8_sibling(*artifacts: Path | None) -> Path | None:
+    """The model's INT8 artifact: ``NAME_int8.onnx`` beside the first of ``artifacts`` (the FP32 ONNX,
+    then e.g. the checkpoint it was exported from, as ``assets/`` ships them) that has one."""
+    for a in artifacts:
+        if a is not None:
+            p = a.with_name(a.stem + "_int8.onnx")
+            if p.is_file():
+                return p
+    return None
+
+
+def cpu_candidates(fp32_onnx: Path, *, backends: Sequence[str] | None = None,
+                   flags: frozenset[str] | None = None, int8: Path | None = None) -> list[Candidate]:
+    """The candidates for ``fp32_onnx`` on this machine; the first is the FP32 reference.
+
+    ``int8``: the model's INT8 artifact (default: ``int8_sibling(fp32_onnx)``); one built for
+    another input size or batch is no candidate."""
+    have = list(backends) if backends is not None else installed_backends()
+    if flags is None:
+        flags = cpu_description()[1]
+    out: list[Candidate] = []
+    if "openvino" in have:
+        # Two infer requests: the pipeline's decode/resize/colourise overlap inference.
+        ov = {"requests": 2}
+        out.append(Candidate("openvino", Precision.F32, fp32_onnx, ov))
+        if cpu_has_bf16(flags):
+            out.append(Candidate("openvino", Precision.BF16, fp32_onnx, ov))
+        int8 = int8 or int8_sibling(fp32_onnx)
+        if int8 is not None and _same_input(int8, fp32_onnx):
+            # An INT8 graph runs its quantized layers in INT8 whatever is asked (the rest in f32).
+            out.append(Candidate("openvino", Precision.INT8, int8, ov))
+    if "onnxruntime" in have:
+        out.append(Candidate("onnxruntime", Precision.F32, fp32_onnx))
+    if not out:
+        raise UserInputError("no CPU backend is installed for --backend auto: pip install 'rtseg[cpu]'")
+    return out
+
+
+def _same_input(a: Path, b: Path) -> bool:
+    from rtseg.runtime.onnx_file import OnnxArtifact
+
+    try:
+        return OnnxArtifact.open(a).input_shape == OnnxArtifact.open(b).input_shape
+    except BackendError:
+        return False  # not a readable rtseg ONNX: no candidate
+
+
+def backend_versions(backends: Sequence[str]) -> dict[str, str]:
+    """Installed versions of the candidate backends' frameworks (part of the cache key)."""
+    from importlib import metadata
+
+    out: dict[str, str] = {}
+    for k in backends:
+        try:
+            out[k] = metadata.version(k)
+        except metadata.PackageNotFoundError:
+            out[k] = "?"
+    return out
+
+
+# -- measuring --------------------------------------------------------------------------------------
+
+class Measure:
+    """The chooser's measurement interface: run ``candidate`` on ``frames``, return its labels and time.
+
+    ``deadline`` is a ``time.monotonic()`` value: stop timing frames once it has passed (at least
+    one timed frame always runs, so each candidate has labels to check)."""
+
+    def __call__(self, candidate: Candidate, frames: np.ndarray, deadline: float) -> Measurement:
+        raise NotImplementedError
+
+
+class BackendMeasure(Measure):
+    """Times the real backend: activate, one untimed warm-up frame, then the frames one at a time."""
+
+    def __call__(self, candidate: Candidate, frames: np.ndarray, deadline: float) -> Measurement:
+        from rtseg.runtime.factory import create_backend
+
+        opts = dict(candidate.options)
+        prec = None if candidate.precision is Precision.INT8 else candidate.precision
+        labels: list[np.ndarray] = []
+        times: list[float] = []
+        with create_backend(candidate.kind, candidate.artifact, precision=prec, **opts) as be:
+            be.infer(frames[:1])  # compile caches, thread pools: not what a running app pays
+            for i in range(len(frames)):
+                t0 = time.perf_counter()
+                labels.append(be.infer(frames[i:i + 1])[0])
+                times.append(time.perf_counter() - t0)
+                if time.monotonic() > deadline:
+                    break
+        # The median: one preempted frame on a busy machine should not decide.
+        return Measurement(float(np.median(times)), np.stack(labels))
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Share of pixels with the same label over the frames both have."""
+    n = min(len(a), len(b))
+    return float(np.mean(a[:n] == b[:n]))
+
+
+def choose(candidates: Sequence[Candidate], frames: np.ndarray, *, measure: Measure | None = None,
+           budget_s: float = 10.0, min_agreement: float = MIN_AGREEMENT,
+           report: Report | None = None) -> tuple[Candidate, Decision]:
+    """Measure every candidate (``candidates[0]`` is the FP32 reference) and pick the fastest one whose
+    labels agree with the reference on at least ``min_agreement`` of the pixels."""
+    if not candidates:
+        raise UserInputError("no candidate to choose from")
+    measure = measure or BackendMeasure()
+    start = time.monotonic()
+    results: list[tuple[Candidate, Measurement | None, str]] = []
+    ref: Measurement | None = None
+    for i, cand in enumerate(candidates):
+        # An equal share of what is left for each remaining candidate.
+        share = max(0.0, budget_s - (time.monotonic() - start)) / (len(candidates) - i)
+        if report is not None:
+            report(f"auto: timing {cand.label} ({i + 1}/{len(candidates)}) ...")
+        try:
+            m = measure(cand, frames, time.monotonic() + share)
+        except BackendError as exc:  # e.g. a precision this OpenVINO build refuses: not a candidate
+            results.append((cand, None, f"failed: {exc}"))
+            continue
+        if ref is None:
+            ref = m
+            results.append((cand, m, "reference"))
+            continue
+        agree = agreement(m.labels, ref.labels)
+        results.append((cand, m, "" if agree >= min_agreement else f"dropped, {100 * agree:.2f}% agreement"))
+    ok = [(c, m) for c, m, why in results if m is not None and not why.startswith("dropped")]
+    if not ok:
+        raise BackendError("auto: no CPU backend ran this model; pass --backend and --precision explicitly")
+    best, bm = min(ok, key=lambda cm: cm[1].seconds_per_frame)
+    parts = []
+    for c, res, why in results:
+        if res is None:
+            parts.append(f"{c.label} {why}")
+        else:
+            note = f" ({why})" if why and why != "reference" else ""
+            parts.append(f"{c.label} {1000 * res.seconds_per_frame:.1f} ms{note}")
+    why = "fastest of " + ", ".join(parts) + f"; needs >= {100 * min_agreement:g}% label agreement with FP32"
+    return best, Decision(best.kind, str(best.precision), str(best.artifact), 1000 * bm.seconds_per_frame, why,
+                          dict(best.options))
+
+
+# -- the cache ----------------------------------------------------------------------------------------
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/rtseg``, else ``~/.cache/rtseg``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "rtseg"
+
+
+def file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cache_key(artifact: Path, input_size: tuple[int, int], *, cpu: tuple[str, frozenset[str]] | None = None,
+              versions: dict[str, str] | None = None, int8: Path | None = None) -> str:
+    """Hash of what makes a decision valid: the artifact's (and its INT8 sibling's) content, the input
+    size, the CPU model and flags, and the backend versions."""
+    name, flags = cpu if cpu is not None else cpu_description()
+    parts = {"v": CACHE_VERSION, "artifact": file_hash(artifact), "int8": file_hash(int8) if int8 else None,
+             "size": list(input_size), "cpu": name, "flags": sorted(flags),
+             "versions": versions if versions is not None else backend_versions(installed_backends())}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def load_cached(key: str, *, directory: Path | None = None) -> Decision | None:
+    """The cached decision for ``key``, if any (a damaged cache file counts as empty)."""
+    path = (directory or cache_dir()) / "autotune.json"
+    try:
+        entry = json.loads(path.read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(entry, dict) or not Path(entry.get("artifact", "")).is_file():
+        return None  # the chosen file (an INT8 sibling) is gone: measure again
+    try:
+        return Decision(**{**entry, "cached": True})
+    except TypeError:
+        return None
+
+
+def store(key: str, decision: Decision, *, directory: Path | None = None) -> None:
+    """Add ``decision`` under ``key`` to the cache file (written atomically)."""
+    from rtseg.core.atomic import atomic_write_text
+
+    d = directory or cache_dir()
+    path = d / "autotune.json"
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            data = {}
+    except (OSError, ValueError):
+        data = {}
+    data[key] = {k: v for k, v in asdict(decision).items() if k != "cached"}
+    d.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True))
+
+
+# -- the one entry point ------------------------------------------------------------------------------
+
+def tuning_frames(input_size: tuple[int, int], n: int = 8) -> np.ndarray:
+    """Frames at the model input size: the bundled sample clip's, else synthetic street scenes."""
+    from rtseg.resolve.model import SAMPLE_CLIP
+
+    if SAMPLE_CLIP.is_file():
+        from rtseg.pipeline.sampling import read_frames
+
+        return read_frames(SAMPLE_CLIP, input_size, n)
+    from rtseg.core.synthetic import street_frame
+
+    h, w = input_size
+    return np.stack([street_frame(h, w, t=t) for t in range(n)])
+
+
+def autotune(fp32_onnx: Path, *, force: bool = False, budget_s: float = 10.0, measure: Measure | None = None,
+             candidates: Sequence[Candidate] | None = None, frames: np.ndarray | None = None,
+             directory: Path | None = None, report: Report | None = None, int8: Path | None = None) -> Decision:
+    """The cached decision for ``fp32_onnx`` on this machine, else measure (see the module docstring).
+
+    ``int8``: the model's INT8 artifact, when it is not ``NAME_int8.onnx`` beside ``fp32_onnx``."""
+    from rtseg.runtime.onnx_file import OnnxArtifact
+
+    art = OnnxArtifact.open(fp32_onnx)
+    if art.precision is not Precision.F32:
+        raise UserInputError(f"--backend auto measures against the FP32 model; {fp32_onnx.name} is "
+                             f"{art.precision}: pass --backend/--precision, or the FP32 ONNX")
+    size = art.input_shape[1:]
+    int8 = int8 or int8_sibling(fp32_onnx)
+    cands = list(candidates) if candidates is not None else cpu_candidates(fp32_onnx, int8=int8)
+    key = cache_key(fp32_onnx, size, int8=int8)
+    if not force:
+        hit = load_cached(key, directory=directory)
+        if hit is not None:
+            return hit
+    if frames is None:
+        frames = tuning_frames(size)
+    _, decision = choose(cands, frames, measure=measure, budget_s=budget_s, report=report)
+    store(key, decision, directory=directory)
+    return decision
