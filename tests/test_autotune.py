@@ -162,6 +162,10 @@ def test_the_int8_artifact_beside_the_checkpoint_counts_if_its_input_matches(mod
     assert found == ckpt_dir / "model_int8.onnx"
     labels = [c.label for c in at.cpu_candidates(onnx, backends=["openvino"], flags=frozenset(), int8=found)]
     assert labels == ["openvino f32", "openvino int8"]
+    # Where the CPU computes bf16, the INT8 graph's float layers may run at it: a candidate of its own.
+    labels = [c.label for c in at.cpu_candidates(onnx, backends=["openvino"], flags=frozenset({"avx512_bf16"}),
+                                                 int8=found)]
+    assert labels == ["openvino f32", "openvino bf16", "openvino int8", "openvino int8 (float layers bf16)"]
     from precision_helpers import export, tiny_model
 
     other_size = export(tiny_model(seed=3), tmp_path / "small_int8.onnx", (64, 96))

@@ -44,8 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "accepted when its labels agree with FP32 on --int8-agreement of the pixels")
     p.add_argument("--int8-agreement", type=float, default=0.995,
                    help="--quantizer nncf: least share of pixels whose INT8 label equals FP32's (default 0.995)")
-    p.add_argument("--int8-budget", type=float, default=1.0,
-                   help="int8: largest accepted mIoU drop vs FP32 labels, in points (default 1)")
+    p.add_argument("--int8-budget", type=float, default=None,
+                   help="int8: largest accepted mIoU drop, in points: vs FP32 labels for the default "
+                        "quantizer and engines (default 1); vs ground truth for --quantizer nncf with "
+                        "--int8-data (default 0.5)")
+    p.add_argument("--int8-data", metavar="DATASET",
+                   help="--quantizer nncf: labelled frames (a dataset root, as rtseg-eval takes) whose "
+                        "mIoU budget NNCF's accuracy control keeps by leaving sensitive layers in float")
+    p.add_argument("--int8-split", default="val", help="with --int8-data: the split (default val)")
+    p.add_argument("--int8-frames", type=int, default=48,
+                   help="with --int8-data: how many labelled frames, spread over the split (default 48)")
     p.add_argument("--rebuild-on-mismatch", action="store_true",
                    help="engine: rebuild when a cached engine was built for another TensorRT or GPU")
     p.add_argument("--output", "-o", help="onnx: output path (default engines/<model>_<H>x<W>_b<N>[_fp16].onnx)")
@@ -128,6 +136,15 @@ def _run(args: argparse.Namespace) -> int:
 
         if importlib.util.find_spec("nncf") is None:  # before minutes of export
             raise UserInputError("--quantizer nncf needs NNCF: pip install 'rtseg[nncf]'")
+    if args.int8_data:
+        if args.quantizer != "nncf":
+            raise UserInputError("--int8-data is for --quantizer nncf (its accuracy control); the default "
+                                 "quantizer checks against FP32 labels on --calib-source")
+        if args.int8_frames < 1:
+            raise UserInputError(f"--int8-frames must be >= 1, got {args.int8_frames}")
+        from rtseg.data.datasets import open_dataset, require_nonempty
+
+        args.int8_dataset = require_nonempty(open_dataset(args.int8_data, args.int8_split))  # before work
     if args.calib_source and not Path(args.calib_source).exists():
         raise UserInputError(f"--calib-source {args.calib_source} does not exist")
     if args.tta != "none" and (args.format != "onnx" or (args.precision or "fp32") != "fp32"):
@@ -158,11 +175,21 @@ def _run(args: argparse.Namespace) -> int:
         print(f"wrote {out}: mixed FP16 ({rep.fp16_nodes} nodes FP16, {rep.fp32_nodes} kept FP32, "
               f"{rep.casts_inserted} casts)")
     elif args.quantizer == "nncf":
-        from rtseg.export.nncf_quantize import quantize_nncf
+        from rtseg.export.nncf_quantize import labelled_frames, quantize_nncf
 
-        repn = quantize_nncf(fp32, out, calib_source=args.calib_source, min_agreement=args.int8_agreement)
-        print(f"wrote {out}: NNCF INT8 calibrated on {repn.calibration_frames} frames of {args.calib_source}; "
-              f"labels agree with FP32 on {100 * repn.agreement:.2f}% of the pixels (OpenVINO)")
+        labelled = None
+        if args.int8_data:
+            labelled = labelled_frames(args.int8_dataset, tuple(meta.input_size), args.int8_frames)
+        repn = quantize_nncf(fp32, out, calib_source=args.calib_source, min_agreement=args.int8_agreement,
+                             labelled=labelled,
+                             max_miou_drop=0.5 if args.int8_budget is None else args.int8_budget)
+        checked = f"{repn.check_frames} frames"
+        if repn.miou_drop_points is not None:
+            checked = (f"{labelled.name if labelled else checked}: mIoU {100 * repn.fp32_miou:.2f}% FP32 -> "
+                       f"{100 * repn.int8_miou:.2f}% INT8 ({repn.miou_drop_points:+.2f} points lost)")
+        print(f"wrote {out}: NNCF INT8 calibrated on {repn.calibration_frames} frames of {args.calib_source}, "
+              f"{repn.quantizers} quantizers; labels agree with FP32 on {100 * repn.agreement:.2f}% of the "
+              f"pixels of {checked} (OpenVINO)")
     else:
         from rtseg.benchmark.parity import parity_on_source
         from rtseg.core.errors import ExportError
@@ -176,7 +203,7 @@ def _run(args: argparse.Namespace) -> int:
         try:
             with OnnxRuntimeBackend(fp32) as reference, OnnxRuntimeBackend(out) as candidate:
                 parity = parity_on_source(reference, candidate, args.calib_source, precision="int8",
-                                          int8_budget=args.int8_budget)
+                                          int8_budget=1.0 if args.int8_budget is None else args.int8_budget)
         except ExportError:
             out.unlink(missing_ok=True)
             raise
@@ -196,7 +223,7 @@ def _engine(args: argparse.Namespace, size) -> int:
     command = "rtseg-export " + shlex.join(args._argv if args._argv is not None else sys.argv[1:])
     paths = build_engine(fp32, precision=args.precision or "fp16", batch_range=batch_range,
                          workspace_gb=args.workspace, timing_cache=args.timing_cache, calib_source=args.calib_source,
-                         int8_budget=args.int8_budget, out_dir=args.out_dir,
+                         int8_budget=1.0 if args.int8_budget is None else args.int8_budget, out_dir=args.out_dir,
                          rebuild_on_mismatch=args.rebuild_on_mismatch, progress=ConsoleProgress(), command=command)
     print(("built " if paths.built else "reusing cached ") + f"{paths.engine}\n  sidecar {paths.sidecar}")
     return 0

@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
+    p.add_argument("--cpu-bf16", action="store_true",
+                   help="bfloat16 autocast when training on CPU (about 1.6x faster with AVX512-BF16/AMX; "
+                        "weights and losses stay float32)")
     p.add_argument("--no-channels-last", action="store_true", help="disable the channels-last memory layout")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--init", help="weights to start from: an rtseg checkpoint or a public release file; "
@@ -113,7 +116,7 @@ def _config(args: argparse.Namespace, argv: list[str]):
         weight_decay=args.weight_decay, warmup_iters=args.warmup_iters, scale=tuple(args.scale),
         ohem_thresh=args.ohem_thresh, class_weights=args.class_weights, aux_weight=args.aux_weight, detail_weight=args.detail_weight,
         checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, log_every=args.log_every,
-        workers=args.workers, threads=args.threads, device=args.device, amp=not args.no_amp,
+        workers=args.workers, threads=args.threads, device=args.device, amp=not args.no_amp, cpu_bf16=args.cpu_bf16,
         channels_last=not args.no_channels_last, seed=args.seed, init=args.init,
         backbone_weights=args.backbone_weights, encoder_lr_mult=args.encoder_lr_mult,
         tensorboard=args.tensorboard, limit_train=args.limit_train, limit_val=args.limit_val,

@@ -46,7 +46,7 @@ from rtseg.core.precision import Precision
 #: Labels must agree with FP32 on at least this share of pixels for a candidate to be eligible.
 MIN_AGREEMENT = 0.995
 #: Bump when the candidate rules or the cache layout change: old decisions are then ignored.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: INT8 with bf16 float layers is a candidate
 
 Report = Callable[[str], None]
 
@@ -58,11 +58,12 @@ class Candidate:
     kind: str  # "openvino" | "onnxruntime"
     precision: Precision
     artifact: Path
-    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    options: dict[str, Any] = field(default_factory=dict, hash=False)
 
     @property
     def label(self) -> str:
-        return f"{self.kind} {self.precision}"
+        rest = self.options.get("float_precision")
+        return f"{self.kind} {self.precision}" + (f" (float layers {rest})" if rest else "")
 
 
 @dataclass(frozen=True)
@@ -149,8 +150,11 @@ def cpu_candidates(fp32_onnx: Path, *, backends: Sequence[str] | None = None,
             out.append(Candidate("openvino", Precision.BF16, fp32_onnx, ov))
         int8 = int8 or int8_sibling(fp32_onnx)
         if int8 is not None and _same_input(int8, fp32_onnx):
-            # An INT8 graph runs its quantized layers in INT8 whatever is asked (the rest in f32).
+            # An INT8 graph runs its quantized layers in INT8; the layers left in float run at
+            # f32, or at bf16 where the CPU has it (a second candidate, checked like the others).
             out.append(Candidate("openvino", Precision.INT8, int8, ov))
+            if cpu_has_bf16(flags):
+                out.append(Candidate("openvino", Precision.INT8, int8, {**ov, "float_precision": "bf16"}))
     if "onnxruntime" in have:
         out.append(Candidate("onnxruntime", Precision.F32, fp32_onnx))
     if not out:

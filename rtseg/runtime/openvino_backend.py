@@ -5,6 +5,10 @@ changes results and roughly doubles speed. We always set
 ``INFERENCE_PRECISION_HINT`` and report what the compiled model says it
 runs, never the default; an INT8 Q/DQ graph is reported as ``int8`` (its
 quantized convolutions run in INT8 whatever the hint says about the rest).
+The layers an INT8 graph keeps in float (those NNCF's accuracy control
+reverted, depthwise convolutions, resizes) run at ``float_precision``: f32 by
+default, bf16 on request, which on this AVX512-BF16 EPYC took the default
+model's NNCF INT8 graph from 42.0 to 23.1 ms per frame at 360x480.
 
 Asynchronous protocol: with ``requests=2`` the backend keeps two OpenVINO infer
 requests and ``submit`` starts one with ``start_async`` (the input is copied
@@ -52,11 +56,19 @@ class OpenVinoBackend(Backend):
     precisions = (Precision.F32, Precision.BF16, Precision.FP16)
 
     def __init__(self, path: str | Path, *, precision: str | Precision | None = None, threads: int | None = None,
-                 device: str = "CPU", requests: int = 1) -> None:
+                 device: str = "CPU", requests: int = 1,
+                 float_precision: str | Precision | None = None) -> None:
+        """``float_precision``: INT8 graphs only, the precision of their float layers (default f32)."""
         super().__init__()
         requested = Precision.parse_optional(precision)  # a misspelt precision fails before any file is read
+        rest = Precision.parse_optional(float_precision)
         self._artifact = OnnxArtifact.open(path)
         self._precision = self.choose_precision(requested, self._artifact.precision)
+        if rest is not None and (self._precision is not Precision.INT8 or rest not in self.precisions):
+            raise BackendError(f"float_precision applies to INT8 graphs and is one of "
+                               f"{', '.join(map(str, self.precisions))}; got {rest} for a "
+                               f"{self._artifact.precision} graph")
+        self._float = rest or Precision.F32
         if requests not in (1, 2):
             raise BackendError(f"OpenVINO backend: requests must be 1 (synchronous) or 2 (two in flight), "
                                f"got {requests}")
@@ -84,7 +96,8 @@ class OpenVinoBackend(Backend):
         except ImportError as exc:
             raise BackendError("openvino is not installed: pip install 'rtseg[cpu]'") from exc
         core = ov.Core()
-        hint = _HINTS.get(self._precision, "f32")  # int8 graphs: the float remainder runs in f32
+        # INT8 graphs: the hint sets the precision of the layers left in float.
+        hint = _HINTS[self._float] if self._precision is Precision.INT8 else _HINTS.get(self._precision, "f32")
         config: dict[str, object] = {
             "INFERENCE_PRECISION_HINT": hint,
             # One request at a time (or two, overlapped) from one thread: latency mode avoids
@@ -188,4 +201,5 @@ class OpenVinoBackend(Backend):
             threads = int(self._compiled.get_property("INFERENCE_NUM_THREADS")) or threads
         return BackendInfo("openvino", self._device, self.precision, threads, {"openvino": ov.get_version()},
                            {"requested_precision": str(self._precision), "requests": self._requests_wanted,
-                            "artifact": self._artifact.path.name})
+                            "artifact": self._artifact.path.name,
+                            **({"float_layers": str(self._float)} if self._precision is Precision.INT8 else {})})

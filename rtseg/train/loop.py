@@ -248,6 +248,10 @@ class Trainer:
                                                  encoder_lr_mult=cfg.encoder_lr_mult),
                                     lr=cfg.lr, momentum=cfg.momentum)
         scaler = torch.amp.GradScaler("cuda") if (cuda and cfg.amp) else None
+        # CUDA: float16 with a loss scaler; CPU: bfloat16, whose float32-sized exponent
+        # needs no scaler.
+        amp_dtype = torch.float16 if scaler is not None else torch.bfloat16
+        amp_on = scaler is not None or (not cuda and cfg.cpu_bf16)
 
         start = 0
         best: dict[str, Any] = {"miou": None, "iteration": None}
@@ -302,8 +306,12 @@ class Trainer:
                 y = y.to(device, non_blocking=True)
                 if cfg.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device.type, dtype=torch.float16, enabled=scaler is not None):
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_on):
                     out = model(x)
+                if amp_on:
+                    # OHEM sorts per-pixel losses and the detail loss uses Dice: both are
+                    # computed in float32 from the half-precision logits.
+                    out = {k: v.float() for k, v in out.items()}
                 parts = self._losses(out, y, ohem, detail_loss)
                 loss = parts["loss_main"] + cfg.aux_weight * parts["loss_aux"] \
                     + cfg.detail_weight * parts["loss_detail"]
