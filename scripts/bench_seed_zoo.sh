@@ -1,6 +1,7 @@
 #!/bin/sh
-# Latency of the seed-system models at 360x480 on OpenVINO f32 and ONNX Runtime, and the cost
-# of CRF refinement on the bundled model; the figures in docs/zoo.md come from this script.
+# Latency of every zoo model at 360x480 on OpenVINO f32 and bf16, and the cost of CRF refinement
+# on the bundled model; the figures in docs/zoo.md come from this script (then
+# `.venv/bin/python scripts/zoo_table.py OUT` writes the table).
 #
 #   nice -n 10 sh scripts/bench_seed_zoo.sh out/zoo_bench
 #
@@ -19,7 +20,7 @@ run() {  # name classes frames [extra rtseg-bench args]
     onnx="$ENG/$name.onnx"
     .venv/bin/rtseg-export --model "$name" --num-classes "$classes" --input-size 360x480 --no-verify \
         -o "$onnx" "$@" > "$OUT/$name.export.txt" 2>&1
-    $BENCH --onnx "$onnx" --compare openvino:f32,onnxruntime --source synthetic:480x360 \
+    $BENCH --onnx "$onnx" --compare openvino:f32,openvino:bf16 --source synthetic:480x360 \
         --frames "$frames" --warmup 2 --json "$OUT/$name.json" > "$OUT/$name.txt" 2>&1
     rm -f "$onnx"
     echo "$name done"
@@ -31,12 +32,19 @@ run() {  # name classes frames [extra rtseg-bench args]
 .venv/bin/rtseg-export --weights assets/stdc_efflite0_camvid.pt --input-size 360x480 --refine crf -o "$ENG/default_crf.onnx" \
     > "$OUT/default_crf.export.txt" 2>&1
 for v in default default_crf; do
-    $BENCH --onnx "$ENG/$v.onnx" --compare openvino:f32,onnxruntime --source assets/camvid_0016E5_val.mp4 \
+    $BENCH --onnx "$ENG/$v.onnx" --compare openvino:f32,openvino:bf16 --source assets/camvid_0016E5_val.mp4 \
         --frames 60 --warmup 5 --json "$OUT/$v.json" > "$OUT/$v.txt" 2>&1
     echo "$v done"
 done
 rm -f "$ENG/default.onnx" "$ENG/default_crf.onnx"
 
+run stdc1 11 30
+run stdc2 11 20
+run bisenetv1 11 30
+run bisenetv2 11 30
+run stdc_efflite0 11 30
+run stdc_efflite1 11 30
+run stdc_efflite2 11 30
 run lraspp_mobilenet_v3_large 21 40
 run deeplabv3_mobilenet_v3_large 21 20
 run segnet_basic 11 20

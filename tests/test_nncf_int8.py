@@ -104,6 +104,8 @@ def test_int8_float_layers_at_bf16(trained_onnx, tmp_path: Path) -> None:
         assert float(np.mean(a == b)) > 0.9
         if cpu_has_bf16(cpu_description()[1]):
             assert any(p == "bf16" for _, p in bf16_rest.executed_precisions())
+    with OpenVinoBackend(out, precision="bf16") as asked:  # what --precision bf16 means for an INT8 ONNX
+        assert asked.info().precision is Precision.INT8 and asked.info().extra["float_layers"] == "bf16"
     with pytest.raises(BackendError, match="float_precision applies to INT8 graphs"):
         OpenVinoBackend(fp32, float_precision="bf16")
 

@@ -85,7 +85,12 @@ def test_an_int8_onnx_resolves_to_int8(int8_onnx: Path) -> None:
         res = resolve(onnx_choice(int8_onnx), kind)
         assert res.precision is Precision.INT8 and res.describe().endswith("(int8)")
     with pytest.raises(BackendError, match="its precision was fixed when it was exported"):
-        resolve(onnx_choice(int8_onnx), "openvino", "bf16")
+        resolve(onnx_choice(int8_onnx), "onnxruntime", "bf16")
+    # OpenVINO takes a float precision for the layers an INT8 graph keeps in float.
+    res = resolve(onnx_choice(int8_onnx), "openvino", "bf16")
+    assert res.precision is Precision.INT8
+    with res.create() as be:
+        assert be.info().extra["float_layers"] == "bf16"
 
 
 def test_the_gui_resolves_lazily_and_exports_on_the_inference_thread(tmp_path: Path, monkeypatch) -> None:

@@ -68,6 +68,8 @@ class OpenVinoBackend(Backend):
             raise BackendError(f"float_precision applies to INT8 graphs and is one of "
                                f"{', '.join(map(str, self.precisions))}; got {rest} for a "
                                f"{self._artifact.precision} graph")
+        if rest is None and self._precision is Precision.INT8 and requested in self.precisions:
+            rest = requested  # e.g. --precision bf16 on an INT8 ONNX: its float layers at bf16
         self._float = rest or Precision.F32
         if requests not in (1, 2):
             raise BackendError(f"OpenVINO backend: requests must be 1 (synchronous) or 2 (two in flight), "
@@ -83,11 +85,13 @@ class OpenVinoBackend(Backend):
 
     @classmethod
     def choose_precision(cls, requested: str | Precision | None, artifact: Precision = Precision.F32) -> Precision:
-        """INT8 graphs run in INT8; anything else at the requested inference precision (default f32):
-        OpenVINO converts a mixed-FP16 graph to the precision it is compiled for."""
+        """INT8 graphs run in INT8 (a requested f32/bf16/f16 applies to their float layers); anything
+        else at the requested inference precision (default f32): OpenVINO converts a mixed-FP16
+        graph to the precision it is compiled for."""
         req = Precision.parse_optional(requested)
         if artifact is Precision.INT8:
-            return super().choose_precision(req, artifact)
+            # Asking f32/bf16/f16 of an INT8 graph sets the precision of its float layers.
+            return super().choose_precision(None if req in cls.precisions else req, artifact)
         return super().choose_precision(req, Precision.F32)
 
     def _activate(self) -> None:
