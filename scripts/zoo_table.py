@@ -25,6 +25,22 @@ VOC = {"fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet1
        "deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large"}
 
 
+PAPERS = {
+    "stdc1": "Fan et al., CVPR 2021", "stdc2": "Fan et al., CVPR 2021",
+    "bisenetv1": "Yu et al., ECCV 2018", "bisenetv2": "Yu et al., IJCV 2021",
+    "stdc_efflite0": "STDC-Seg head on EfficientNet-Lite (Tan & Le 2019)",
+    "stdc_efflite1": "STDC-Seg head on EfficientNet-Lite (Tan & Le 2019)",
+    "stdc_efflite2": "STDC-Seg head on EfficientNet-Lite (Tan & Le 2019)",
+    "lraspp_mobilenet_v3_large": "Howard et al., ICCV 2019",
+    "deeplabv3_mobilenet_v3_large": "Chen et al. 2017 on Howard et al. 2019",
+    "deeplabv3_resnet50": "Chen et al. 2017", "deeplabv3_resnet101": "Chen et al. 2017",
+    "fcn32s": "Long et al., CVPR 2015", "fcn16s": "Long et al., CVPR 2015", "fcn8s": "Long et al., CVPR 2015",
+    "fcn_resnet50": "FCN head on ResNet (torchvision)", "fcn_resnet101": "FCN head on ResNet (torchvision)",
+    "segnet": "Badrinarayanan et al., TPAMI 2017", "segnet_basic": "Badrinarayanan et al., TPAMI 2017",
+    "deconvnet": "Noh et al., ICCV 2015", "dilation8": "Yu & Koltun, ICLR 2016",
+}
+
+
 def cost(name: str, classes: int) -> tuple[float, float]:
     """(params in millions, GFLOPs at 360x480) of the inference graph."""
     # On the meta device: shapes and counts only, no arithmetic (the VGG models take seconds a frame).
@@ -46,8 +62,8 @@ def latency(out: Path, name: str) -> dict[str, float]:
 
 
 def main(out: Path) -> None:
-    print("| model | classes | params (M) | GFLOPs | OpenVINO f32 ms | OpenVINO bf16 ms |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| model | paper | classes | params (M) | GFLOPs | OpenVINO f32 ms | OpenVINO bf16 ms |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for name in list_models():
         classes = 21 if name in VOC else 11
         params, gflops = cost(name, classes)
@@ -55,7 +71,7 @@ def main(out: Path) -> None:
         f32 = ms.get("openvino f32")
         bf16 = ms.get("openvino bf16")
         fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
-        print(f"| `{name}` | {classes} | {params:.1f} | {gflops:.1f} | {fmt(f32)} | {fmt(bf16)} |", flush=True)
+        print(f"| `{name}` | {PAPERS.get(name, '?')} | {classes} | {params:.1f} | {gflops:.1f} | {fmt(f32)} | {fmt(bf16)} |", flush=True)
 
 
 if __name__ == "__main__":
