@@ -218,7 +218,27 @@ def test_default_request_is_the_bundled_model_on_a_usable_backend(tmp_path: Path
         assert (req.choice.model, req.choice.num_classes, req.choice.input_size) == FALLBACK_MODEL
     assert last_request(s).choice.onnx == small_onnx  # offered first in the model dialog
     s.set_backend("trt")  # needs an engine, which the bundled model is not
-    assert default_request(s).backend == "openvino"
+    assert default_request(s).backend == "auto"
+
+
+def test_auto_is_measured_in_the_factory_not_on_the_gui_thread(small_onnx: Path) -> None:
+    """The default request is ``auto``: building its factory (GUI thread) measures nothing; calling
+    it (the inference thread) times the candidates, caches the decision and returns the chosen one."""
+    import os
+
+    from rtseg.resolve import autotune as at
+
+    req = ModelRequest(ModelChoice(None, None, None, None, small_onnx))
+    assert (req.backend, req.precision) == ("auto", "auto")
+    t = time.perf_counter()
+    build = req.factory()
+    assert time.perf_counter() - t < 2.0  # no candidate was timed here
+    cache = Path(os.environ["XDG_CACHE_HOME"]) / "rtseg" / "autotune.json"  # tests/conftest.py's own
+    cache.unlink(missing_ok=True)
+    with build() as be:
+        chosen = be.info()
+        assert be.infer(np.zeros((1, *be.input_shape[1:], 3), np.uint8)).shape == (1, *be.input_shape[1:])
+    assert chosen.backend in at.installed_backends() and cache.is_file()
 
 
 def test_the_model_dialog_never_imports_torch_on_the_gui_thread() -> None:

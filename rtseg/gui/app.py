@@ -41,9 +41,8 @@ def request_from_args(args: argparse.Namespace, settings: Settings) -> ModelRequ
     if getattr(args, "engine", None) and not args.backend_given:
         backend = "trt"  # an engine runs on trt: the remembered backend does not apply
     else:
-        backend = args.backend if args.backend_given else settings.backend("openvino")
-        if backend.lower() == "auto":  # the GUI's model panel has no measured choice yet: its default backend
-            backend = "openvino"
+        # "auto" (the default) is measured on the inference thread when the model loads.
+        backend = args.backend if args.backend_given else settings.backend(AUTO)
     precision = args.precision if args.precision_given else settings.precision(args.precision or AUTO)
     if explicit_model:
         return ModelRequest(resolve_model(args), backend, precision, args.threads)

@@ -563,14 +563,14 @@ def default_request(settings: Settings) -> ModelRequest:
     """The bundled model (trained if shipped, else random STDC1 360x480) on the remembered backend.
 
     A remembered TensorRT backend needs an engine file, which the bundled model is not: it falls
-    back to OpenVINO then.
+    back to the automatic CPU choice then.
     """
     from rtseg.gui.model_picker import AUTO
     from rtseg.resolve.model import resolve_model
 
-    backend, precision = settings.backend(), settings.precision(AUTO)
-    if backend not in ("onnxruntime", "openvino", "torch", "torch-cuda"):
-        backend, precision = "openvino", AUTO
+    backend, precision = settings.backend(AUTO), settings.precision(AUTO)
+    if backend not in (AUTO, "onnxruntime", "openvino", "torch", "torch-cuda"):
+        backend, precision = AUTO, AUTO
     no_args = SimpleNamespace(model=None, weights=None, num_classes=None, input_size=None, onnx=None, engine=None)
     return ModelRequest(resolve_model(no_args), backend, precision)
 

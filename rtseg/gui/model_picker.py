@@ -52,7 +52,7 @@ class ModelRequest:
     """A model choice plus the backend that runs it."""
 
     choice: ModelChoice
-    backend: str = "openvino"
+    backend: str = AUTO  # a backend kind, or "auto": the measured fastest CPU path (rtseg.resolve.autotune)
     precision: str = AUTO  # any Precision spelling, or "auto"
     threads: int | None = None
 
@@ -69,9 +69,16 @@ class ModelRequest:
         """
         from rtseg.resolve.backend import resolve
 
-        res = resolve(self.choice, self.backend, self.requested_precision, threads=self.threads, eager=False)
+        auto = self.backend.strip().lower() == AUTO
+        res = resolve(self.choice, None if auto else self.backend, self.requested_precision, threads=self.threads,
+                      eager=False)
+        measured = auto and self.requested_precision is None
 
         def build() -> Backend:  # inference thread
+            if measured:
+                # The automatic choice times its candidates for up to ~10 s on first use (then it
+                # is cached): that may block only this thread, never the GUI's.
+                return resolve(self.choice, AUTO, AUTO, threads=self.threads).create()
             return res.create()
 
         return build
@@ -95,7 +102,7 @@ class ModelRequest:
         choice = ModelChoice(d.get("model"), path("weights"), d.get("num_classes"),
                              (int(size[0]), int(size[1])) if size else None, path("onnx"), path("engine"),
                              d.get("refine") or None)
-        return cls(choice, str(d.get("backend") or "openvino"), str(d.get("precision") or AUTO),
+        return cls(choice, str(d.get("backend") or AUTO), str(d.get("precision") or AUTO),
                    d.get("threads") or None)
 
 
@@ -209,7 +216,7 @@ class ModelPickerDialog(QDialog):
         self.tabs.addTab(eng, "TensorRT engine")
         # how it runs
         self.backend_combo = QComboBox()
-        self.backend_combo.addItems(backend_kinds())
+        self.backend_combo.addItems([AUTO, *backend_kinds()])
         self.precision_combo = QComboBox()
         self.precision_combo.setEditable(True)
         self.precision_combo.addItems(PRECISIONS)
@@ -270,7 +277,8 @@ class ModelPickerDialog(QDialog):
             self.classes_spin.setValue(c.num_classes or 0)
             self.size_edit.setText(f"{c.input_size[0]}x{c.input_size[1]}" if c.input_size else "")
             self.crf_check.setChecked(bool(c.refine))
-        self.backend_combo.setCurrentText(canonical_kind(req.backend))
+        self.backend_combo.setCurrentText(AUTO if req.backend.strip().lower() == AUTO
+                                          else canonical_kind(req.backend))
         self.precision_combo.setCurrentText(req.precision)
         self.threads_spin.setValue(req.threads or 0)
 
@@ -315,7 +323,8 @@ class ModelPickerDialog(QDialog):
 
     def request(self) -> ModelRequest:
         """The chosen request; ``RtsegError`` with what to fix when the form is incomplete."""
-        backend = canonical_kind(self.backend_combo.currentText())
+        text = self.backend_combo.currentText()
+        backend = AUTO if text == AUTO else canonical_kind(text)
         precision = self.precision_combo.currentText().strip() or AUTO
         threads = self.threads_spin.value() or None
         tab = self.tabs.currentIndex()
