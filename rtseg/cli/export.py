@@ -184,7 +184,7 @@ def _run(args: argparse.Namespace) -> int:
                              labelled=labelled,
                              max_miou_drop=0.5 if args.int8_budget is None else args.int8_budget)
         checked = f"{repn.check_frames} frames"
-        if repn.miou_drop_points is not None:
+        if repn.fp32_miou is not None and repn.int8_miou is not None:
             checked = (f"{labelled.name if labelled else checked}: mIoU {100 * repn.fp32_miou:.2f}% FP32 -> "
                        f"{100 * repn.int8_miou:.2f}% INT8 ({repn.miou_drop_points:+.2f} points lost)")
         print(f"wrote {out}: NNCF INT8 calibrated on {repn.calibration_frames} frames of {args.calib_source}, "

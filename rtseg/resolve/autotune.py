@@ -260,8 +260,8 @@ def choose(candidates: Sequence[Candidate], frames: np.ndarray, *, measure: Meas
         results.append((cand, m, "" if agree >= min_agreement else f"dropped, {100 * agree:.2f}% agreement"))
     done = len(candidates)
     for k in reversed(range(len(results))):
-        cand, m, why = results[k]
-        if m is None or why.startswith("dropped"):
+        cand, first, why = results[k]
+        if first is None or why.startswith("dropped"):
             continue
         share = max(0.0, budget_s - (time.monotonic() - start)) / max(1, total - done)
         done += 1
@@ -269,7 +269,7 @@ def choose(candidates: Sequence[Candidate], frames: np.ndarray, *, measure: Meas
             again = measure(cand, frames, time.monotonic() + share)
         except BackendError:
             continue  # it ran once: keep that time
-        results[k] = (cand, Measurement(min(m.seconds_per_frame, again.seconds_per_frame), m.labels), why)
+        results[k] = (cand, Measurement(min(first.seconds_per_frame, again.seconds_per_frame), first.labels), why)
     ok = [(c, m) for c, m, why in results if m is not None and not why.startswith("dropped")]
     if not ok:
         raise BackendError("auto: no CPU backend ran this model; pass --backend and --precision explicitly")
