@@ -55,6 +55,29 @@ def test_a_few_cpu_iterations_reduce_the_loss(tiny, tmp_path):
         loaded.meta.class_names)
 
 
+def test_cpu_bf16_autocast_trains_in_bf16_and_keeps_float32_weights(tiny, tmp_path):
+    """--cpu-bf16: the convolutions run in bfloat16 (seen by a global forward hook), the loss still
+    falls, the weights stay float32 and the setting is recorded in the run's config."""
+    import json
+
+    seen: set[torch.dtype] = set()
+
+    def hook(module, args, output):
+        if isinstance(module, torch.nn.Conv2d) and module.training:
+            seen.add(output.dtype)
+
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        res = Trainer(_cfg(tiny, tmp_path / "run", cpu_bf16=True, val_split=None), stream=_quiet()).run()
+    finally:
+        handle.remove()
+    assert seen == {torch.bfloat16}
+    assert np.mean(res.losses[-4:]) < 0.85 * np.mean(res.losses[:4]), res.losses
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["cpu_bf16"] is True
+    state = torch.load(tmp_path / "run" / RESUME_FILE, weights_only=True)
+    assert all(v.dtype == torch.float32 for v in state["model"].values() if v.is_floating_point())
+
+
 def test_resume_continues_from_the_same_iteration(tiny, tmp_path):
     cfg_a = _cfg(tiny, tmp_path / "a", iters=6, checkpoint_every=3)
     Trainer(cfg_a, stream=_quiet()).run()

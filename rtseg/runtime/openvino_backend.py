@@ -8,7 +8,8 @@ quantized convolutions run in INT8 whatever the hint says about the rest).
 The layers an INT8 graph keeps in float (those NNCF's accuracy control
 reverted, depthwise convolutions, resizes) run at ``float_precision``: f32 by
 default, bf16 on request, which on this AVX512-BF16 EPYC took the default
-model's NNCF INT8 graph from 42.0 to 23.1 ms per frame at 360x480.
+model's NNCF INT8 graph from 23.4 to 16.2 ms per frame at 360x480
+(rtseg-bench inference-only medians, docs/benchmarks.md).
 
 Asynchronous protocol: with ``requests=2`` the backend keeps two OpenVINO infer
 requests and ``submit`` starts one with ``start_async`` (the input is copied
