@@ -114,9 +114,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"\nwrote {output}: {n_done} frames with the {meta.model} overlay")
     print(f"model: {meta.model}, {meta.num_classes} classes, weights: {meta.weights or 'RANDOM (untrained)'}")
     if info is not None:
-        rest = info.extra.get("float_layers")  # an INT8 graph's float layers (OpenVINO)
-        print(f"backend: {info.backend} on {info.device}, precision {info.precision}"
-              f"{f' (float layers {rest})' if rest else ''}, threads {info.threads or 'default'}")
+        print(f"backend: {info.backend} on {info.device}, precision {info.precision_text}, "
+              f"threads {info.threads or 'default'}")
     print(f"throughput: {rep.fps:.1f} FPS over {n_done} frames (decode, inference and encode overlapped)"
           + (f", dropped {rep.dropped}" if rep.dropped else ""))
     print("stages (postprocess = overlay + encode on this thread; end_to_end = decode start -> written):")

@@ -43,7 +43,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from rtseg.core.atomic import atomic_path
@@ -104,11 +103,12 @@ def _labels(path: Path, frames: np.ndarray) -> np.ndarray:
 
 
 def _miou(pred: np.ndarray, truth: list[np.ndarray], num_classes: int, ignore: int | None) -> float:
+    from rtseg.eval.evaluate import labels_to_size
     from rtseg.eval.metrics import ConfusionMatrix
 
     cm = ConfusionMatrix(num_classes, ignore)
     for p, g in zip(pred, truth, strict=True):
-        cm.update(cv2.resize(p, (g.shape[1], g.shape[0]), interpolation=cv2.INTER_NEAREST), g)
+        cm.update(labels_to_size(p, g.shape), g)  # as rtseg-eval scores
     return cm.result().miou
 
 

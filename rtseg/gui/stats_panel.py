@@ -66,8 +66,7 @@ class StatsPanel(QWidget):
         L["model"].setText(model)
         L["input size"].setText(f"{input_size[1]}x{input_size[0]} (WxH)" if input_size else "-")
         L["backend"].setText(info.backend if info else "-")
-        rest = info.extra.get("float_layers") if info else None  # an INT8 graph's float layers
-        L["precision"].setText((str(info.precision) + (f" (float layers {rest})" if rest else "")) if info else "-")
+        L["precision"].setText(info.precision_text if info else "-")
         L["device"].setText(info.device if info else "-")
         L["weights"].setText(weights or "RANDOM (untrained)")
 

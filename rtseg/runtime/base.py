@@ -62,6 +62,12 @@ class BackendInfo:
     versions: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def precision_text(self) -> str:
+        """The precision for people: e.g. ``int8 (float layers bf16)`` for an OpenVINO INT8 graph."""
+        rest = self.extra.get("float_layers")
+        return str(self.precision) + (f" (float layers {rest})" if rest else "")
+
 
 class Backend(abc.ABC):
     """Runs the fused deploy graph: uint8 BGR frames in, uint8 class labels out."""
