@@ -196,3 +196,52 @@ def test_the_int8_artifact_beside_the_checkpoint_counts_if_its_input_matches(mod
     other_size = export(tiny_model(seed=3), tmp_path / "small_int8.onnx", (64, 96))
     labels = [c.label for c in at.cpu_candidates(onnx, backends=["openvino"], flags=frozenset(), int8=other_size)]
     assert labels == ["openvino f32"]  # built for another input size: no candidate
+
+
+def test_benchmark_mode_tries_two_streams_on_the_openvino_winner(model_dir: Path, frames: np.ndarray,
+                                                                 tmp_path: Path) -> None:
+    """Benchmark mode times the OpenVINO winner's two-stream twin and the winner again, and keeps the
+    faster; the live/viewer mode never measures or picks two streams; the two modes cache apart."""
+    onnx = model_dir / "m.onnx"
+    cands = at.cpu_candidates(onnx, backends=["openvino", "onnxruntime"], flags=frozenset())
+    costs = {"openvino f32": 0.02, "openvino f32, 2 streams": 0.015, "onnxruntime f32": 0.03}
+    m = KnownCosts(costs)
+    best, decision = at.choose(cands, frames, measure=m, budget_s=5, throughput=True)
+    assert best.options == {"requests": 2, "streams": 2} and decision.options == best.options
+    assert decision.label == "openvino f32, 2 streams"
+    assert m.calls[-2:] == ["openvino f32, 2 streams", "openvino f32"]
+    assert "benchmark mode: openvino f32, 2 streams 15.0 ms vs 20.0 ms with one stream" in decision.why
+    # Slower with two streams: the one-stream winner stays.
+    slow = KnownCosts({**costs, "openvino f32, 2 streams": 0.025})
+    best, _ = at.choose(cands, frames, measure=slow, budget_s=5, throughput=True)
+    assert best.options == {"requests": 2}
+    # A viewer or a live source: no twin is measured.
+    m = KnownCosts(costs)
+    best, decision = at.choose(cands, frames, measure=m, budget_s=5)
+    assert best.options == {"requests": 2} and not any("streams" in c for c in m.calls)
+    # ONNX Runtime winning: nothing to try.
+    m = KnownCosts({**costs, "onnxruntime f32": 0.001})
+    best, _ = at.choose(cands, frames, measure=m, budget_s=5, throughput=True)
+    assert best.kind == "onnxruntime" and not any("streams" in c for c in m.calls)
+
+    cache = tmp_path / "cache"
+    kw = dict(candidates=cands, frames=frames, directory=cache, budget_s=5)
+    live = at.autotune(onnx, measure=KnownCosts(costs), **kw)
+    bench = at.autotune(onnx, measure=KnownCosts(costs), throughput=True, **kw)
+    assert not bench.cached and bench.options.get("streams") == 2 and live.options.get("streams") is None
+    assert at.autotune(onnx, measure=KnownCosts(costs), **kw).options == live.options  # cached apart
+    assert len(json.loads((cache / "autotune.json").read_text())) == 2
+
+
+def test_the_real_measure_times_two_in_flight_as_the_pipeline_runs_them(model_dir: Path,
+                                                                       frames: np.ndarray) -> None:
+    """BackendMeasure on a two-request OpenVINO candidate: labels of every tuning frame, the same as
+    one request gives, and a positive time per frame."""
+    onnx = model_dir / "m.onnx"
+    one = at.Candidate("openvino", Precision.F32, onnx)
+    two = at.Candidate("openvino", Precision.F32, onnx, {"requests": 2, "streams": 2})
+    far = 1e18
+    a, b = at.BackendMeasure()(one, frames, far), at.BackendMeasure()(two, frames, far)
+    assert b.labels.shape == a.labels.shape == (len(frames), *SMALL_SIZE)
+    assert at.agreement(a.labels, b.labels) > 0.999
+    assert 0 < b.seconds_per_frame < 5

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from rtseg.pipeline.stats import Dist, format_stage_table
+from rtseg.runtime.base import schedule_text
 
 
 @dataclass
@@ -101,8 +102,12 @@ def format_report(rep: BenchReport) -> str:
         b = r.backend
         vers = ", ".join(f"{k} {v}" for k, v in b.get("versions", {}).items())
         lines.append("")
-        lines.append(f"--- {r.label}: backend {b['backend']} on {b['device']}, precision {b['precision']}, "
-                     f"threads {b['threads'] if b['threads'] else 'default'} ({vers})")
+        extra = b.get("extra", {})
+        rest = f" (float layers {extra['float_layers']})" if extra.get("float_layers") else ""
+        sched = schedule_text(extra)
+        lines.append(f"--- {r.label}: backend {b['backend']} on {b['device']}, precision {b['precision']}{rest}, "
+                     f"threads {b['threads'] if b['threads'] else 'default'}" + (f", {sched}" if sched else "")
+                     + f" ({vers})")
         lines.append(f"Throughput: end-to-end {r.e2e_fps:.1f} FPS (the app's pipeline, benchmark mode) | "
                      f"inference-only {r.infer_only_fps:.1f} FPS | end-to-end / inference-only = "
                      f"{r.e2e_over_infer:.2f}" + (f" | dropped {r.dropped}" if r.dropped else ""))
@@ -110,7 +115,9 @@ def format_report(rep: BenchReport) -> str:
             lines.append(f"Note: {r.note}")
         lines.extend(format_stage_table(r.stages))
         io = r.infer_only
-        lines.append(f"Inference only (back-to-back infer() on preloaded frames, not the pipeline): "
+        how = ("back-to-back infer()" if not sched else
+               f"back to back, {sched}; ms = each frame's submit to labels")
+        lines.append(f"Inference only ({how} on preloaded frames, not the pipeline): "
                      f"mean {io.mean:.2f} | p50 {io.p50:.2f} | p90 {io.p90:.2f} | p95 {io.p95:.2f} | "
                      f"p99 {io.p99:.2f} | max {io.max:.2f} ms over {io.n} calls")
     if len(rep.runs) > 1:

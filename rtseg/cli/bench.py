@@ -108,7 +108,7 @@ def _run(args: argparse.Namespace) -> int:
     for kind, prec in _parse_runs(args):
         options = {"cuda_graph": True} if args.cuda_graph and kind == "torch-cuda" else {}
         plans.append(resolve(choice, kind, prec, threads=args.threads, batch=args.batch, options=options,
-                             report=note, autotune=args.autotune))
+                             report=note, autotune=args.autotune, throughput=True))
     reports = []
     for res in plans:
         label = f"{res.kind} {res.precision}" + (" cuda-graph" if res.options.get("cuda_graph") else "")

@@ -72,8 +72,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if source.is_live and not args.max_frames:
             raise UserInputError(f"{source.describe()} is live: pass --max-frames N to say when to stop")
+        # A file runs in benchmark mode (every frame, as fast as possible): auto may pick two streams.
         res = resolve(resolve_model(args), args.backend, args.precision, threads=args.threads,
-                      report=lambda s: print(s, file=sys.stderr))
+                      report=lambda s: print(s, file=sys.stderr), throughput=not source.is_live)
     except BaseException:
         source.close()
         raise

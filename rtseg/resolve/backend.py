@@ -22,7 +22,9 @@ Rules (the same for ``rtseg``, ``rtseg-run``, ``rtseg-bench``, ``rtseg-eval`` an
 - ``auto`` (the commands' default for both ``--backend`` and ``--precision``):
   an engine runs on ``trt``; a zoo model, weights file or FP32 ONNX at batch 1
   runs on the fastest CPU path that keeps FP32's labels, measured once per
-  machine and cached (``rtseg.resolve.autotune``). ``--backend X --precision
+  machine and cached (``rtseg.resolve.autotune``); in benchmark mode
+  (``throughput=True``: rtseg-bench, rtseg-run on a file) that may be
+  OpenVINO with two streams. ``--backend X --precision
   auto`` is X at its default; ``--backend auto --precision P`` is the default
   backend at P. The GUI thread (``eager=False``) cannot measure and takes the
   default backend.
@@ -140,7 +142,7 @@ def backend_kind(choice: ModelChoice, backend: str | None = None, *, default_bac
 def resolve(choice: ModelChoice, backend: str | None = None, precision: str | Precision | None = None, *,
             threads: int | None = None, batch: int | None = None, eager: bool = True, with_logits: bool = False,
             default_backend: str = DEFAULT_BACKEND, options: Mapping[str, Any] | None = None,
-            report: Report | None = None, autotune: bool = False) -> Resolution:
+            report: Report | None = None, autotune: bool = False, throughput: bool = False) -> Resolution:
     """Apply the rules of the module docstring; raise a one-line ``RtsegError`` when they fail.
 
     ``backend``/``precision``: as the user spelled them (any alias), or None.
@@ -148,7 +150,9 @@ def resolve(choice: ModelChoice, backend: str | None = None, precision: str | Pr
     artifacts and export now (commands) or leave it to ``factory`` (GUI thread).
     ``options``: backend keyword options (``cuda_graph`` for torch-cuda,
     ``requests`` for openvino, ``emulate_fp16`` for onnxruntime). ``autotune``: with
-    ``auto``, measure again instead of reading the cached decision.
+    ``auto``, measure again instead of reading the cached decision. ``throughput``: the
+    frames go through in benchmark mode (a file as fast as possible), so ``auto`` may
+    choose OpenVINO's two streams; never for live sources or a viewer.
     """
     from rtseg.runtime.factory import ONNX_BACKENDS, TORCH_BACKENDS, backend_class
 
@@ -157,7 +161,8 @@ def resolve(choice: ModelChoice, backend: str | None = None, precision: str | Pr
     if auto_backend or auto_precision:
         return _resolve_auto(choice, None if auto_backend else backend, None if auto_precision else precision,
                              threads=threads, batch=batch, eager=eager, with_logits=with_logits,
-                             default_backend=default_backend, options=options, report=report, force=autotune)
+                             default_backend=default_backend, options=options, report=report, force=autotune,
+                             throughput=throughput)
 
     requested = Precision.parse_optional(precision)
     if batch is not None and batch < 1:
@@ -214,7 +219,8 @@ def resolve(choice: ModelChoice, backend: str | None = None, precision: str | Pr
 
 def _resolve_auto(choice: ModelChoice, backend: str | None, precision: str | Precision | None, *,
                   threads: int | None, batch: int | None, eager: bool, with_logits: bool, default_backend: str,
-                  options: Mapping[str, Any] | None, report: Report | None, force: bool) -> Resolution:
+                  options: Mapping[str, Any] | None, report: Report | None, force: bool,
+                  throughput: bool) -> Resolution:
     """``resolve`` with ``auto`` for the backend and/or precision (``None`` here: the part that was auto)."""
     def plain(b: str | None, p: str | Precision | None) -> Resolution:
         return resolve(choice, b, p, threads=threads, batch=batch, eager=eager, with_logits=with_logits,
@@ -240,7 +246,8 @@ def _resolve_auto(choice: ModelChoice, backend: str | None, precision: str | Pre
         assert ref.artifact is not None
         fp32 = ref.artifact
     # A shipped INT8 artifact lies beside the checkpoint (assets/NAME_int8.onnx), not the engines/ export.
-    decision = at.autotune(fp32, force=force, report=report, int8=at.int8_sibling(fp32, choice.weights))
+    decision = at.autotune(fp32, force=force, report=report, int8=at.int8_sibling(fp32, choice.weights),
+                           throughput=throughput)
     if report is not None:
         report(decision.line())
     prec = Precision.parse(decision.precision)

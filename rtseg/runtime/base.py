@@ -68,6 +68,21 @@ class BackendInfo:
         rest = self.extra.get("float_layers")
         return str(self.precision) + (f" (float layers {rest})" if rest else "")
 
+    @property
+    def schedule_text(self) -> str:
+        """How frames go through, for reports: e.g. ``2 in flight, 2 streams``; empty for one at a time."""
+        return schedule_text(self.extra)
+
+
+def schedule_text(extra: dict[str, Any]) -> str:
+    """``BackendInfo.schedule_text`` of a report's ``extra`` dict (reports keep BackendInfo as a dict)."""
+    parts = []
+    if int(extra.get("requests", 1)) > 1:
+        parts.append(f"{extra['requests']} in flight")
+    if int(extra.get("streams", 1)) > 1:
+        parts.append(f"{extra['streams']} streams")
+    return ", ".join(parts)
+
 
 class Backend(abc.ABC):
     """Runs the fused deploy graph: uint8 BGR frames in, uint8 class labels out."""
