@@ -207,9 +207,9 @@ def test_benchmark_mode_tries_two_streams_on_the_openvino_winner(model_dir: Path
     costs = {"openvino f32": 0.02, "openvino f32, 2 streams": 0.015, "onnxruntime f32": 0.03}
     m = KnownCosts(costs)
     best, decision = at.choose(cands, frames, measure=m, budget_s=5, throughput=True)
-    assert best.options == {"requests": 2, "streams": 2} and decision.options == best.options
+    assert best.options == {"requests": 3, "streams": 2} and decision.options == best.options
     assert decision.label == "openvino f32, 2 streams"
-    assert m.calls[-2:] == ["openvino f32, 2 streams", "openvino f32"]
+    assert m.calls[-3:] == ["openvino f32, 2 streams", "openvino f32", "openvino f32, 2 streams"]
     assert "benchmark mode: openvino f32, 2 streams 15.0 ms vs 20.0 ms with one stream" in decision.why
     # Slower with two streams: the one-stream winner stays.
     slow = KnownCosts({**costs, "openvino f32, 2 streams": 0.025})
@@ -239,7 +239,7 @@ def test_the_real_measure_times_two_in_flight_as_the_pipeline_runs_them(model_di
     one request gives, and a positive time per frame."""
     onnx = model_dir / "m.onnx"
     one = at.Candidate("openvino", Precision.F32, onnx)
-    two = at.Candidate("openvino", Precision.F32, onnx, {"requests": 2, "streams": 2})
+    two = at.Candidate("openvino", Precision.F32, onnx, {"requests": 3, "streams": 2})
     far = 1e18
     a, b = at.BackendMeasure()(one, frames, far), at.BackendMeasure()(two, frames, far)
     assert b.labels.shape == a.labels.shape == (len(frames), *SMALL_SIZE)

@@ -150,23 +150,25 @@ def test_openvino_two_requests_in_flight_give_infer_s_labels(small_onnx, frames)
 
 
 def test_openvino_two_streams_give_the_same_labels_and_say_so(small_onnx, frames):
-    """``streams=2`` (THROUGHPUT hint, one stream per request in flight) compiles two streams and
+    """``streams=2`` (THROUGHPUT hint) with three requests in flight compiles two streams and
     returns, in submission order, the labels of the one-stream backend; it needs two requests."""
     with create_backend("openvino", small_onnx, precision="f32", requests=2) as one:
         want = [one.infer(frames[i:i + 1]) for i in range(len(frames))]
-    with create_backend("openvino", small_onnx, precision="f32", requests=2, streams=2) as be:
-        assert int(be._compiled.get_property("NUM_STREAMS")) == 2
+    with create_backend("openvino", small_onnx, precision="f32", requests=3, streams=2) as be:
+        assert int(be._compiled.get_property("NUM_STREAMS")) == 2 and be.max_in_flight == 3
         info = be.info()
-        assert info.extra["streams"] == 2 and info.schedule_text == "2 in flight, 2 streams"
+        assert info.extra["streams"] == 2 and info.schedule_text == "3 in flight, 2 streams"
         got = []
         be.submit(frames[0:1])
-        for i in range(1, len(frames)):
+        be.submit(frames[1:2])
+        for i in range(2, len(frames)):
             be.submit(frames[i:i + 1])
             got.append(be.collect())
-        got.append(be.collect())
+        while be.in_flight:
+            got.append(be.collect())
     for g, w in zip(got, want, strict=True):
         assert np.mean(g == w) > 0.999  # same precision; a stream's own threading may flip a tie
-    with pytest.raises(BackendError, match="streams must be 1, or 2 with requests=2"):
+    with pytest.raises(BackendError, match="streams must be 1, or 2 with at least 2 requests"):
         create_backend("openvino", small_onnx, precision="f32", streams=2)
     with create_backend("openvino", small_onnx, precision="f32") as be:
         assert be.info().schedule_text == ""  # one request, one stream

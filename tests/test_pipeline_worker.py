@@ -507,12 +507,14 @@ def test_a_replaced_model_still_loading_reports_nothing(video: Path, onnx_model:
 
 # -- the asynchronous backend protocol in the inference thread ---------------------------------------
 
-def test_the_inference_thread_keeps_two_frames_in_flight_when_the_backend_offers_it(
-        video: Path, onnx_model: Path, rec: Recorder) -> None:
+@pytest.mark.parametrize("requests,streams", [(2, 1), (3, 2)])
+def test_the_inference_thread_keeps_frames_in_flight_when_the_backend_offers_it(
+        video: Path, onnx_model: Path, rec: Recorder, requests: int, streams: int) -> None:
+    """Two requests (double buffering) or three behind OpenVINO's two streams (benchmark mode)."""
     from rtseg.runtime.openvino_backend import OpenVinoBackend
 
     class Probe(OpenVinoBackend):
-        """OpenVINO with two async infer requests, noting how many frames were in flight at once."""
+        """OpenVINO with async infer requests, noting how many frames were in flight at once."""
 
         most = 0
 
@@ -521,9 +523,9 @@ def test_the_inference_thread_keeps_two_frames_in_flight_when_the_backend_offers
             Probe.most = max(Probe.most, self.in_flight + 1)
 
     with rec.pipeline() as p:
-        p.start(video, lambda: Probe(onnx_model, threads=1, requests=2), mode="benchmark")
+        p.start(video, lambda: Probe(onnx_model, threads=2, requests=requests, streams=streams), mode="benchmark")
         rec.wait(lambda r: r.ends == 1)
-    assert Probe.most == 2  # submit n+1 before collect n: inference overlaps the rest of the loop
+    assert Probe.most == requests  # submit n+1 before collect n: inference overlaps the rest of the loop
     assert [r.frame.index for r in rec.results] == list(range(20))  # every frame, in capture order
     # the same labels as one synchronous request on the same frames
     from rtseg.core.frames import resize_to_model

@@ -111,7 +111,12 @@ def _run(args: argparse.Namespace) -> int:
                              report=note, autotune=args.autotune, throughput=True))
     reports = []
     for res in plans:
-        label = f"{res.kind} {res.precision}" + (" cuda-graph" if res.options.get("cuda_graph") else "")
+        # What the automatic choice added (INT8 float layers, streams) belongs in the label too.
+        rest = res.options.get("float_precision")
+        streams = res.options.get("streams", 1)
+        label = (f"{res.kind} {res.precision}" + (f" (float layers {rest})" if rest else "")
+                 + (f", {streams} streams" if streams > 1 else "")
+                 + (" cuda-graph" if res.options.get("cuda_graph") else ""))
         note(f"running {label} ...")
         rep = run_backend(label, res.factory, args.source, warmup=args.warmup, frames=args.frames)
         if rep.backend["precision"] != res.precision:  # e.g. OpenVINO compiled a lower precision

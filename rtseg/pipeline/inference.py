@@ -41,8 +41,9 @@ from rtseg.pipeline.smoothing import HysteresisSmoother, flicker
 from rtseg.pipeline.stats import PipelineStats
 from rtseg.runtime.base import Backend, BackendInfo
 
-#: Frames the thread keeps in flight at most (the protocol's double buffering).
-MAX_IN_FLIGHT = 2
+#: Frames the thread keeps in flight at most: two for double buffering, three for OpenVINO's two
+#: streams in benchmark mode (a third frame queued keeps both streams busy).
+MAX_IN_FLIGHT = 3
 
 
 @dataclass
