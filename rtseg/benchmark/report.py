@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from rtseg.pipeline.stats import Dist, format_stage_table
-from rtseg.runtime.base import schedule_text
+from rtseg.runtime.base import precision_text, schedule_text
 
 
 @dataclass
@@ -103,9 +103,9 @@ def format_report(rep: BenchReport) -> str:
         vers = ", ".join(f"{k} {v}" for k, v in b.get("versions", {}).items())
         lines.append("")
         extra = b.get("extra", {})
-        rest = f" (float layers {extra['float_layers']})" if extra.get("float_layers") else ""
         sched = schedule_text(extra)
-        lines.append(f"--- {r.label}: backend {b['backend']} on {b['device']}, precision {b['precision']}{rest}, "
+        lines.append(f"--- {r.label}: backend {b['backend']} on {b['device']}, "
+                     f"precision {precision_text(b['precision'], extra)}, "
                      f"threads {b['threads'] if b['threads'] else 'default'}" + (f", {sched}" if sched else "")
                      + f" ({vers})")
         lines.append(f"Throughput: end-to-end {r.e2e_fps:.1f} FPS (the app's pipeline, benchmark mode) | "

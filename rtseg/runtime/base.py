@@ -65,13 +65,18 @@ class BackendInfo:
     @property
     def precision_text(self) -> str:
         """The precision for people: e.g. ``int8 (float layers bf16)`` for an OpenVINO INT8 graph."""
-        rest = self.extra.get("float_layers")
-        return str(self.precision) + (f" (float layers {rest})" if rest else "")
+        return precision_text(self.precision, self.extra)
 
     @property
     def schedule_text(self) -> str:
         """How frames go through, for reports: e.g. ``2 in flight, 2 streams``; empty for one at a time."""
         return schedule_text(self.extra)
+
+
+def precision_text(precision: object, extra: dict[str, Any]) -> str:
+    """``BackendInfo.precision_text`` of a precision and a report's ``extra`` dict."""
+    rest = extra.get("float_layers")
+    return str(precision) + (f" (float layers {rest})" if rest else "")
 
 
 def schedule_text(extra: dict[str, Any]) -> str:
