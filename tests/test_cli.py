@@ -71,6 +71,7 @@ def test_bench_bad_source(source, needle, tmp_path, capsys):
 @pytest.mark.parametrize("argv, needle", [
     (["--backend", "quantum"], "unknown backend"),
     (["--frames", "0"], "--frames"),
+    (["--rounds", "0"], "--rounds"),
     (["--input-size", "100x100"], "multiple of 8"),
 ])
 def test_bench_bad_args(argv, needle, tmp_path, capsys):
@@ -94,6 +95,22 @@ def test_bench_compare_runs_and_writes_json(small_onnx, tmp_path, capsys):
         assert r["frames"] == 6 and r["e2e_fps"] > 0 and r["infer_only_fps"] > 0
         assert set(r["stages"]) >= {"decode", "preprocess", "infer", "postprocess", "end_to_end"}
         assert r["stages"]["infer"]["n"] == 6
+
+
+def test_bench_interleaves_rounds_and_counts_every_frame_once(small_onnx, tmp_path, capsys):
+    """--rounds 3: inference-only and end to end alternate in three parts (3+2+2 frames), each
+    figure a total over the parts, the latency table over every part."""
+    from rtseg.benchmark.runner import split_rounds
+
+    assert split_rounds(7, 3) == [3, 2, 2] and split_rounds(2, 5) == [1, 1] and split_rounds(5, 1) == [5]
+    js = tmp_path / "r.json"
+    assert bench.main(["--onnx", str(small_onnx), "--backend", "openvino", "--precision", "f32", "--source",
+                       "synthetic:320x240", "--frames", "7", "--warmup", "2", "--rounds", "3",
+                       "--json", str(js)]) == 0
+    assert "(3 interleaved rounds)" in capsys.readouterr().out
+    r = json.loads(js.read_text())["runs"][0]
+    assert r["rounds"] == 3 and r["frames"] == 7 and r["e2e_fps"] > 0 and r["infer_only_fps"] > 0
+    assert r["stages"]["infer"]["n"] == 7 and r["stages"]["end_to_end"]["n"] == 7 and r["infer_only"]["n"] == 7
 
 
 def test_run_writes_playable_overlay(small_onnx, small_video, tmp_path, capsys):

@@ -37,6 +37,7 @@ class RunReport:
     dropped: int = 0  # frames the pipeline dropped (0: benchmark mode drops nothing)
     note: str | None = None  # why something was not measured
     model: dict[str, Any] = field(default_factory=dict)  # what ran: name, classes, input size, batch, weights
+    rounds: int = 1  # inference-only and end-to-end measured alternately in this many parts
 
     @property
     def e2e_over_infer(self) -> float:
@@ -110,7 +111,8 @@ def format_report(rep: BenchReport) -> str:
                      + f" ({vers})")
         lines.append(f"Throughput: end-to-end {r.e2e_fps:.1f} FPS (the app's pipeline, benchmark mode) | "
                      f"inference-only {r.infer_only_fps:.1f} FPS | end-to-end / inference-only = "
-                     f"{r.e2e_over_infer:.2f}" + (f" | dropped {r.dropped}" if r.dropped else ""))
+                     f"{r.e2e_over_infer:.2f}" + (f" ({r.rounds} interleaved rounds)" if r.rounds > 1 else "")
+                     + (f" | dropped {r.dropped}" if r.dropped else ""))
         if r.note:
             lines.append(f"Note: {r.note}")
         lines.extend(format_stage_table(r.stages))

@@ -1,9 +1,9 @@
 """Measure a backend two ways on the same source.
 
-1. Inference-only: ``backend.infer`` back to back (or two in flight, for a backend
-   that overlaps) on frames already decoded
-   and resized (the ceiling the rest of the pipeline is judged against). A
-   separate, labelled figure: it is not a stage of the pipeline.
+1. Inference-only: ``backend.infer`` back to back (or several in flight, for a
+   backend that overlaps) on frames already decoded and resized (the ceiling
+   the rest of the pipeline is judged against). A separate, labelled figure:
+   it is not a stage of the pipeline.
 2. End-to-end: the app's own ``Pipeline`` in benchmark mode (nothing is
    dropped; a short file loops) with a result sink, through
    ``rtseg.pipeline.headless.run_headless`` - the code ``rtseg-run`` runs::
@@ -14,6 +14,9 @@
    so the stages reported (decode, queue, preprocess, infer, smoothing,
    postprocess, end_to_end, and h2d/compute/d2h on CUDA) are the ones a user
    of the app gets, measured the same way.
+
+The two can be interleaved in rounds (``rtseg-bench --rounds``), so that their
+ratio holds on a machine whose speed drifts while it is measured.
 
 Threading: ``run_backend`` is called from one thread (the CLI's main thread),
 which owns the inference-only backend; the pipeline creates and owns its own
@@ -36,7 +39,7 @@ from rtseg.core.frames import Result, resize_to_model
 from rtseg.pipeline.headless import run_headless
 from rtseg.pipeline.overlay import blend, colorize, palette_lut
 from rtseg.pipeline.sources import open_source
-from rtseg.pipeline.stats import Dist
+from rtseg.pipeline.stats import Dist, StageSamples
 from rtseg.runtime.base import Backend
 
 #: A synthetic scene is rendered once per frame of its period, then replayed, so
@@ -104,26 +107,62 @@ def overlay_sink(alpha: float = 0.5) -> Callable[[Result], None]:
     return consume
 
 
+def split_rounds(total: int, rounds: int) -> list[int]:
+    """``total`` frames as ``rounds`` near-equal parts (the first ones one larger), none empty."""
+    rounds = max(1, min(rounds, total))
+    base, extra = divmod(total, rounds)
+    return [base + (1 if i < extra else 0) for i in range(rounds)]
+
+
 def run_backend(label: str, factory: Callable[[], Backend], source: str, *, warmup: int, frames: int,
-                alpha: float = 0.5) -> RunReport:
-    """Measure ``factory``'s backend inference-only, then end to end on the app's pipeline."""
+                alpha: float = 0.5, rounds: int = 1) -> RunReport:
+    """Measure ``factory``'s backend inference-only and end to end on the app's pipeline.
+
+    ``rounds`` > 1 interleaves the two: the frames are split into that many
+    parts and each part is measured inference-only, then end to end (a new
+    pipeline each round, each with its own warm-up), so a machine whose speed
+    drifts over seconds (a shared VM) weighs on both figures alike and their
+    ratio stays meaningful. The figures are totals over the rounds (frames /
+    summed measured wall time), the latency table covers every round.
+    """
     with factory() as backend:
         n, h, w = backend.input_shape
         iters = max(1, frames // n)
         pre = preload(source, 32, (h, w))
-        infer_fps, infer_times = measure_inference_only(backend, pre, warmup=max(1, warmup // n), iters=iters)
         info = backend.info()
         m = backend.meta
         model = {"name": m.model, "num_classes": m.num_classes, "input_size": f"{h}x{w}", "batch": n,
                  "trained": m.trained, "weights": m.weights}
-    if n != 1:
-        return RunReport(label, asdict(info), iters * n, warmup, float("nan"), infer_fps, Dist.of(infer_times),
-                         note=f"end to end not measured: the live pipeline runs batch 1 and this artifact "
-                              f"takes batch {n}", model=model)
-    rep = run_headless(source, factory, overlay_sink(alpha), mode="benchmark", loop=True, warmup=max(1, warmup),
-                       max_results=frames, period=SYNTHETIC_PERIOD)
-    # The pipeline's backend reports what really ran there (e.g. OpenVINO's compiled precision).
-    ran = asdict(rep.backend) if rep.backend is not None else asdict(info)
-    return RunReport(label, ran, rep.results, warmup, rep.fps, infer_fps, Dist.of(infer_times), rep.stages,
-                     rep.dropped, None if rep.stopped_cleanly else "the pipeline did not stop within its timeout",
-                     model)
+        if n != 1:
+            infer_fps, infer_times = measure_inference_only(backend, pre, warmup=max(1, warmup // n), iters=iters)
+            return RunReport(label, asdict(info), iters * n, warmup, float("nan"), infer_fps, Dist.of(infer_times),
+                             note=f"end to end not measured: the live pipeline runs batch 1 and this artifact "
+                                  f"takes batch {n}", model=model)
+        parts = split_rounds(frames, rounds)
+        samples = StageSamples()
+        infer_times: list[float] = []
+        infer_wall = e2e_wall = 0.0
+        e2e_results = e2e_intervals = dropped = 0
+        clean = True
+        ran = asdict(info)
+        for k, part in enumerate(parts):
+            # the first round warms the inference-only backend; it stays warm between rounds
+            fps_k, times = measure_inference_only(backend, pre, warmup=max(1, warmup) if k == 0 else 1, iters=part)
+            infer_wall += part / fps_k
+            infer_times += times
+            rep = run_headless(source, factory, overlay_sink(alpha), mode="benchmark", loop=True,
+                               warmup=max(1, warmup), max_results=part, period=SYNTHETIC_PERIOD, samples=samples)
+            e2e_wall += rep.wall_s
+            e2e_results += rep.results
+            # with a warm-up the first measured result is timed from the last warm-up one
+            e2e_intervals += rep.results if rep.warmup else max(0, rep.results - 1)
+            dropped += rep.dropped
+            clean = clean and rep.stopped_cleanly
+            # The pipeline's backend reports what really ran there (e.g. OpenVINO's compiled precision).
+            if rep.backend is not None:
+                ran = asdict(rep.backend)
+    infer_fps = sum(parts) / infer_wall if infer_wall > 0 else float("nan")
+    e2e_fps = e2e_intervals / e2e_wall if e2e_wall > 0 else float("nan")
+    return RunReport(label, ran, e2e_results, warmup, e2e_fps, infer_fps, Dist.of(infer_times), samples.summary(),
+                     dropped, None if clean else "the pipeline did not stop within its timeout", model,
+                     rounds=len(parts))

@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"video file, image folder or synthetic:WxH (default {DEFAULT_SOURCE})")
     p.add_argument("--frames", type=int, default=200, help="measured frames per run (default 200)")
     p.add_argument("--warmup", type=int, default=20, help="warm-up frames, not measured (default 20)")
+    p.add_argument("--rounds", type=int, default=4,
+                   help="measure inference-only and end to end alternately in this many rounds, so a machine "
+                        "whose speed drifts weighs on both alike (default 4; 1: one of each)")
     p.add_argument("--json", help="also write the report as JSON to this path")
     return p
 
@@ -84,6 +87,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.frames < 1 or args.warmup < 0:
         raise UserInputError("--frames must be >= 1 and --warmup >= 0")
+    if args.rounds < 1:
+        raise UserInputError(f"--rounds must be >= 1, got {args.rounds}")
     if args.batch is not None and args.batch < 1:
         raise UserInputError(f"--batch must be >= 1, got {args.batch}")
     # No model named: the bundled one (rtseg.resolve.model), as rtseg-run does.
@@ -118,7 +123,8 @@ def _run(args: argparse.Namespace) -> int:
                  + (f", {streams} streams" if streams > 1 else "")
                  + (" cuda-graph" if res.options.get("cuda_graph") else ""))
         note(f"running {label} ...")
-        rep = run_backend(label, res.factory, args.source, warmup=args.warmup, frames=args.frames)
+        rep = run_backend(label, res.factory, args.source, warmup=args.warmup, frames=args.frames,
+                          rounds=args.rounds)
         if rep.backend["precision"] != res.precision:  # e.g. OpenVINO compiled a lower precision
             rep.label = f"{res.kind} {rep.backend['precision']}" + label[len(f"{res.kind} {res.precision}"):]
         reports.append(rep)

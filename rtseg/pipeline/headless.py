@@ -52,18 +52,20 @@ class HeadlessReport:
 def run_headless(source: str | int | Source, factory: BackendFactory,
                  consume: Callable[[Result], None] | None = None, *, mode: str = "benchmark", loop: bool = False,
                  max_results: int | None = None, warmup: int = 0, smoothing: int = 0, stop_timeout: float = 5.0,
-                 capacity: int = 8, **source_opts: Any) -> HeadlessReport:
+                 capacity: int = 8, samples: StageSamples | None = None, **source_opts: Any) -> HeadlessReport:
     """Play ``source`` through the pipeline with ``factory``'s backend; consume every result here.
 
     Stops after ``warmup + max_results`` results (``max_results`` None: at the
     source's end; a looping or live source needs a limit). Raises the first
     error the pipeline reported (a one-line ``RtsegError``), after stopping it.
+    ``samples``: add this run's stage durations to an existing ``StageSamples``
+    (several runs, one table); the report's ``stages`` then cover all of them.
     """
     if max_results is not None and max_results < 1:
         raise ValueError("max_results must be at least 1")
     sink = ResultSink(capacity)
     pipe = Pipeline(on_result=sink.put, on_error=sink.error, on_end=sink.end)
-    samples = StageSamples()
+    samples = StageSamples() if samples is None else samples
     limit = None if max_results is None else warmup + max_results
     done: list[float] = []  # consumer finish time of every result
     meta: ModelMeta | None = None
