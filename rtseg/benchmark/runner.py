@@ -134,8 +134,8 @@ def run_backend(label: str, factory: Callable[[], Backend], source: str, *, warm
         model = {"name": m.model, "num_classes": m.num_classes, "input_size": f"{h}x{w}", "batch": n,
                  "trained": m.trained, "weights": m.weights}
         if n != 1:
-            infer_fps, infer_times = measure_inference_only(backend, pre, warmup=max(1, warmup // n), iters=iters)
-            return RunReport(label, asdict(info), iters * n, warmup, float("nan"), infer_fps, Dist.of(infer_times),
+            batch_fps, batch_times = measure_inference_only(backend, pre, warmup=max(1, warmup // n), iters=iters)
+            return RunReport(label, asdict(info), iters * n, warmup, float("nan"), batch_fps, Dist.of(batch_times),
                              note=f"end to end not measured: the live pipeline runs batch 1 and this artifact "
                                   f"takes batch {n}", model=model)
         parts = split_rounds(frames, rounds)
