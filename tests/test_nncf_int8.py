@@ -97,6 +97,15 @@ def test_int8_float_layers_at_bf16(trained_onnx, tmp_path: Path) -> None:
     fp32, frames = trained_onnx
     out = tmp_path / "tiny_int8.onnx"
     quantize_nncf(fp32, out, calib_frames=frames[:16], check_frames=frames[16:], min_agreement=0.95)
+    try:
+        with OpenVinoBackend(out, float_precision="bf16"):
+            pass
+    except BackendError as exc:
+        # OpenVINO 2026.4 on CPUs with AMX (Sapphire Rapids and later) compiles no INT8 graph of
+        # this shape with bf16 float layers; rtseg's chooser reports that candidate as failed.
+        if "No suitable implementations" in str(exc) and any(f.startswith("amx") for f in cpu_description()[1]):
+            pytest.xfail(f"OpenVINO cannot compile INT8 with bf16 float layers on this AMX CPU: {exc}")
+        raise
     with OpenVinoBackend(out) as f32_rest, OpenVinoBackend(out, float_precision="bf16") as bf16_rest:
         assert bf16_rest.info().precision is Precision.INT8
         assert bf16_rest.info().extra["float_layers"] == "bf16" and f32_rest.info().extra["float_layers"] == "f32"

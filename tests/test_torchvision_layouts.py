@@ -74,7 +74,13 @@ def test_outputs_match_torchvision(layout: str, reference) -> None:
         ref = reference[f"{layout}/out"]
         scale = float(np.abs(ref).max())
         np.testing.assert_allclose(out[:, :, ::step, ::step].numpy(), ref, rtol=0, atol=1e-5 * scale)
-        assert np.array_equal(out.argmax(1).numpy(), reference[f"{layout}/labels"])
+        # Labels equal everywhere but at ties within float rounding (a top-2 margin of ~1e-8 here):
+        # those flip with the summation order, i.e. with the thread count torch runs at.
+        top2 = torch.topk(out, 2, dim=1).values.numpy()
+        decided = (top2[:, 0] - top2[:, 1]) > 1e-6 * scale
+        labels = out.argmax(1).numpy()
+        assert decided.mean() > 0.99
+        assert np.array_equal(labels[decided], reference[f"{layout}/labels"][decided])
         if heads:
             aux = _aux_output(model, x)[:, :, ::step, ::step].numpy()
             np.testing.assert_allclose(aux, reference[f"{layout}/aux"], rtol=0, atol=1e-5 * scale)

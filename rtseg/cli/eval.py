@@ -131,8 +131,10 @@ def _body(args: argparse.Namespace) -> int:
         from rtseg.models.crf import parse_refine  # imports torch, which --refine needs anyway
 
         refine = parse_refine(args.refine)
-    ds = require_nonempty(open_dataset(args.data, args.split, args.dataset_kind))
+    # The artifact and its options first: a wrong combination is reported whatever the dataset path
+    # (created here, activated below, so nothing heavy runs before the dataset check).
     be_a = _make(args.backend, args.artifact, args.precision, args.threads, args.input_size, args.tta, refine)
+    ds = require_nonempty(open_dataset(args.data, args.split, args.dataset_kind))
     result: dict
     with be_a:
         info_a = be_a.info()
