@@ -141,8 +141,8 @@ def run_backend(label: str, factory: Callable[[], Backend], source: str, *, warm
         parts = split_rounds(frames, rounds)
         samples = StageSamples()
         infer_times: list[float] = []
-        infer_wall = e2e_wall = 0.0
-        e2e_results = e2e_intervals = dropped = 0
+        infer_wall = e2e_wall = e2e_intervals = 0.0
+        e2e_results = dropped = 0
         clean = True
         ran = asdict(info)
         for k, part in enumerate(parts):
@@ -154,8 +154,7 @@ def run_backend(label: str, factory: Callable[[], Backend], source: str, *, warm
                                warmup=max(1, warmup), max_results=part, period=SYNTHETIC_PERIOD, samples=samples)
             e2e_wall += rep.wall_s
             e2e_results += rep.results
-            # with a warm-up the first measured result is timed from the last warm-up one
-            e2e_intervals += rep.results if rep.warmup else max(0, rep.results - 1)
+            e2e_intervals += rep.fps * rep.wall_s if rep.wall_s > 0 else 0.0  # run_headless's own count
             dropped += rep.dropped
             clean = clean and rep.stopped_cleanly
             # The pipeline's backend reports what really ran there (e.g. OpenVINO's compiled precision).
