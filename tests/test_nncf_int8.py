@@ -56,6 +56,41 @@ def test_nncf_int8_runs_on_openvino_within_budget(trained_onnx, tmp_path: Path) 
     assert [p.name for p in tmp_path.iterdir()] == ["tiny_int8.onnx"]
 
 
+def _weight_range(path: Path) -> tuple[int, int]:
+    """The smallest and largest int8 weight of every quantized convolution of an ONNX file."""
+    import onnx
+    from onnx import numpy_helper
+
+    q = onnx.load(str(path))
+    inits = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+    producers = {o: n for n in q.graph.node for o in n.output}
+    ws = [inits[producers[n.input[1]].input[0]] for n in q.graph.node if n.op_type == "Conv"
+          and n.input[1] in producers and producers[n.input[1]].op_type == "DequantizeLinear"]
+    assert ws and all(w.dtype == np.int8 for w in ws)
+    return min(int(w.min()) for w in ws), max(int(w.max()) for w in ws)
+
+
+def test_nncf_weights_are_7_bit_by_default_and_recorded(trained_onnx, tmp_path: Path) -> None:
+    """7-bit weights (the default) keep every pair of uint8 x int8 products inside int16, so CPUs without
+    VNNI compute what VNNI CPUs do; 8-bit is an option, and the file says which it holds."""
+    from rtseg.core.errors import UserInputError
+    from rtseg.export.nncf_quantize import quantize_nncf
+    from rtseg.runtime.onnx_file import OnnxArtifact
+
+    fp32, frames = trained_onnx
+    seven = quantize_nncf(fp32, tmp_path / "seven.onnx", calib_frames=frames[:16], min_agreement=0.9)
+    eight = quantize_nncf(fp32, tmp_path / "eight.onnx", calib_frames=frames[:16], min_agreement=0.9,
+                          weight_bits=8)
+    assert (seven.weight_bits, eight.weight_bits) == (7, 8)
+    assert OnnxArtifact.open(seven.path).int8_weight_bits == 7 and OnnxArtifact.open(eight.path).int8_weight_bits == 8
+    lo, hi = _weight_range(seven.path)
+    assert -64 <= lo and hi <= 64  # 255 * 64 * 2 < 32767: no int16 pair sum can saturate
+    assert max(-_weight_range(eight.path)[0], _weight_range(eight.path)[1]) > 64  # the full range is used
+    with pytest.raises(UserInputError, match="7 or 8 bits"):
+        quantize_nncf(fp32, tmp_path / "six.onnx", calib_frames=frames[:16], weight_bits=6)
+    assert not (tmp_path / "six.onnx").exists()
+
+
 def test_the_mIoU_budget_against_ground_truth(trained_onnx, tmp_path: Path) -> None:
     """With labelled frames the budget is mIoU points against ground truth, and the report says both."""
     import torch
@@ -151,5 +186,10 @@ def test_export_cli_nncf_writes_an_accepted_int8_onnx(small_video: Path, tmp_pat
                       "--quantizer", "nncf", "--calib-source", str(small_video), "--int8-agreement", "0.5",
                       "-o", str(out)])
     assert rc == 0, capsys.readouterr().err
-    assert "NNCF INT8 calibrated on" in capsys.readouterr().out
-    assert OnnxArtifact.open(out).precision is Precision.INT8
+    assert "NNCF INT8 (7-bit weights) calibrated on" in capsys.readouterr().out
+    art = OnnxArtifact.open(out)
+    assert art.precision is Precision.INT8 and art.int8_weight_bits == 7
+    # 8-bit weights are for TensorRT's quantizer or VNNI machines; an engine never takes the option.
+    rc = export.main(["--model", "stdc1", "--input-size", "64x96", "--format", "engine", "--int8-weight-bits", "7"])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and "--int8-weight-bits is for --format onnx --precision int8" in err and "\n" not in err

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from rtseg.core.cpu import cpu_description, reported_flags
 from rtseg.pipeline.stats import Dist, format_stage_table
 from rtseg.runtime.base import precision_text, schedule_text
 
@@ -63,23 +64,10 @@ def host_info() -> dict[str, Any]:
     """CPU model, core count and library versions, for the report header."""
     import cv2
 
-    cpu = platform.processor() or platform.machine()
-    flags = ""
-    try:  # one read of /proc/cpuinfo for both the model name and the features that matter here
-        with open("/proc/cpuinfo") as f:
-            text = f.read()
-    except OSError:  # not Linux: keep platform's answer and report no flags
-        text = ""
-    for line in text.splitlines():
-        if line.startswith("model name") and cpu == (platform.processor() or platform.machine()):
-            cpu = line.split(":", 1)[1].strip()
-        elif line.startswith("flags"):
-            have = line.split(":", 1)[1].split()
-            flags = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16") if f in have)
-            break
+    cpu, flags = cpu_description()
     return {
         "cpu": cpu,
-        "cpu_features": flags,
+        "cpu_features": reported_flags(flags),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "python": platform.python_version(),

@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8: largest accepted mIoU drop, in points: vs FP32 labels for the default "
                         "quantizer and engines (default 1); vs ground truth for --quantizer nncf with "
                         "--int8-data (default 0.5)")
+    p.add_argument("--int8-weight-bits", type=int, choices=[7, 8], default=None,
+                   help="onnx int8: weight range. 7 gives the same labels on every CPU (x86 CPUs without VNNI "
+                        "saturate on 8-bit weights); 8 is TensorRT's full range. Default: 7 for --quantizer nncf "
+                        "(a CPU artifact), 8 for ort (TensorRT's Q/DQ)")
     p.add_argument("--int8-data", metavar="DATASET",
                    help="--quantizer nncf: labelled frames (a dataset root, as rtseg-eval takes) whose "
                         "mIoU budget NNCF's accuracy control keeps by leaving sensitive layers in float")
@@ -136,6 +140,9 @@ def _run(args: argparse.Namespace) -> int:
 
         if importlib.util.find_spec("nncf") is None:  # before minutes of export
             raise UserInputError("--quantizer nncf needs NNCF: pip install 'rtseg[nncf]'")
+    if args.int8_weight_bits is not None and (args.format == "engine" or args.precision != "int8"):
+        raise UserInputError("--int8-weight-bits is for --format onnx --precision int8 (a TensorRT engine always "
+                             "takes 8-bit weights)")
     if args.int8_data:
         if args.quantizer != "nncf":
             raise UserInputError("--int8-data is for --quantizer nncf (its accuracy control); the default "
@@ -182,13 +189,14 @@ def _run(args: argparse.Namespace) -> int:
             labelled = labelled_frames(args.int8_dataset, tuple(meta.input_size), args.int8_frames)
         repn = quantize_nncf(fp32, out, calib_source=args.calib_source, min_agreement=args.int8_agreement,
                              labelled=labelled,
-                             max_miou_drop=0.5 if args.int8_budget is None else args.int8_budget)
+                             max_miou_drop=0.5 if args.int8_budget is None else args.int8_budget,
+                             weight_bits=args.int8_weight_bits or 7)
         checked = f"{repn.check_frames} frames"
         if repn.fp32_miou is not None and repn.int8_miou is not None:
             checked = (f"{labelled.name if labelled else checked}: mIoU {100 * repn.fp32_miou:.2f}% FP32 -> "
                        f"{100 * repn.int8_miou:.2f}% INT8 ({repn.miou_drop_points:+.2f} points lost)")
-        print(f"wrote {out}: NNCF INT8 calibrated on {repn.calibration_frames} frames of {args.calib_source}, "
-              f"{repn.quantizers} quantizers; labels agree with FP32 on {100 * repn.agreement:.2f}% of the "
+        print(f"wrote {out}: NNCF INT8 ({repn.weight_bits}-bit weights) calibrated on {repn.calibration_frames} "
+              f"frames of {args.calib_source}, {repn.quantizers} quantizers; labels agree with FP32 on {100 * repn.agreement:.2f}% of the "
               f"pixels of {checked} (OpenVINO)")
     else:
         from rtseg.benchmark.parity import parity_on_source
@@ -196,16 +204,23 @@ def _run(args: argparse.Namespace) -> int:
         from rtseg.export.quantize import quantize_int8
         from rtseg.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
-        rep8 = quantize_int8(fp32, out, calib_source=args.calib_source)
-        print(f"wrote {out}: explicit Q/DQ INT8 calibrated on {rep8.calibration_frames} frames of "
-              f"{args.calib_source} ({rep8.quantized_nodes} ops quantized)")
+        rep8 = quantize_int8(fp32, out, calib_source=args.calib_source, weight_bits=args.int8_weight_bits or 8)
+        print(f"wrote {out}: explicit Q/DQ INT8 ({rep8.weight_bits}-bit weights) calibrated on "
+              f"{rep8.calibration_frames} frames of {args.calib_source} ({rep8.quantized_nodes} ops quantized)")
         # The same acceptance rule as for INT8 engines: mIoU vs FP32 labels within the budget.
         try:
             with OnnxRuntimeBackend(fp32) as reference, OnnxRuntimeBackend(out) as candidate:
                 parity = parity_on_source(reference, candidate, args.calib_source, precision="int8",
                                           int8_budget=1.0 if args.int8_budget is None else args.int8_budget)
-        except ExportError:
+        except ExportError as exc:
             out.unlink(missing_ok=True)
+            from rtseg.core.cpu import int8_saturates
+
+            if rep8.weight_bits == 8 and int8_saturates():
+                # The check ran on this CPU's INT8 kernels, which saturate on 8-bit weights: say so.
+                raise ExportError(f"{exc}. This CPU has no VNNI, so ONNX Runtime's INT8 kernels saturate on 8-bit "
+                                  "weights: for a CPU artifact add --int8-weight-bits 7 (for TensorRT, build "
+                                  "the engine with --format engine on the GPU machine)") from None
             raise
         print(parity.summary())
     return 0

@@ -29,6 +29,13 @@ quantizers to float until the budget holds:
   ``min_agreement`` (default 99.5%), on ``check_frames`` (default: the
   calibration frames).
 
+Weights are 7-bit by default (``weight_bits=7``, NNCF's overflow fix on every layer): x86 CPUs
+without VNNI saturate on 8-bit weights (``rtseg.core.cpu.int8_saturates``), so an 8-bit artifact
+validated on one CPU gives other labels on another (the previous shipped default: 99.59% agreement
+with FP32 on an AVX512-VNNI EPYC, 99.28% on an AVX2-only one); a 7-bit artifact computes the same on
+every CPU, so the budget checked here holds wherever it runs. ``weight_bits=8`` (NNCF's default: the
+first layer 7-bit, the rest 8-bit) is for VNNI machines only.
+
 A result outside the budget is rejected: nothing is written and the error says
 what to try. ``nncf`` is an optional extra (``pip install 'rtseg[nncf]'``).
 """
@@ -83,6 +90,7 @@ class NncfReport:
     quantizers: int  # QuantizeLinear nodes in the result (what accuracy control left in INT8)
     fp32_miou: float | None = None  # on the labelled frames, when given
     int8_miou: float | None = None
+    weight_bits: int = 7
 
     @property
     def miou_drop_points(self) -> float | None:
@@ -158,24 +166,30 @@ def quantize_nncf(onnx_path: str | os.PathLike[str], out_path: str | os.PathLike
                   calib_source: str | os.PathLike[str] | None = None, calib_frames: np.ndarray | None = None,
                   check_frames: np.ndarray | None = None, labelled: LabelledFrames | None = None,
                   max_frames: int = 64, min_agreement: float = 0.995,
-                  max_miou_drop: float = 0.5, max_reverted: int = 20) -> NncfReport:
+                  max_miou_drop: float = 0.5, max_reverted: int = 20, weight_bits: int = 7) -> NncfReport:
     """File in, file out: the NNCF INT8 version of an FP32 deploy ONNX, written atomically if accepted.
 
     ``labelled``: frames with ground truth; then the budget is ``max_miou_drop`` mIoU points on them
     (``min_agreement`` is reported, not enforced). Otherwise the budget is ``min_agreement`` on
     ``check_frames`` (default: the calibration frames). ``max_reverted``: at most this many
     quantizer groups go back to float (each costs one validation pass, and an INT8 graph that
-    is mostly float is no faster than FP32)."""
+    is mostly float is no faster than FP32). ``weight_bits``: 7 (every CPU) or 8 (VNNI CPUs only)."""
     try:
         import nncf
-        from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+        from nncf.quantization.advanced_parameters import (
+            AdvancedAccuracyRestorerParameters,
+            AdvancedQuantizationParameters,
+            OverflowFix,
+        )
     except ImportError as exc:
         raise UserInputError("--quantizer nncf needs NNCF: pip install 'rtseg[nncf]'") from exc
     import onnx
 
     from rtseg.export.precision import PRECISION_META_KEY, _set_meta
-    from rtseg.runtime.onnx_file import OnnxArtifact
+    from rtseg.export.quantize import check_weight_bits
+    from rtseg.runtime.onnx_file import INT8_WEIGHT_BITS_META_KEY, OnnxArtifact
 
+    check_weight_bits(weight_bits)
     if not 0.0 < min_agreement <= 1.0:
         raise UserInputError(f"the INT8 agreement budget must be in (0, 1], got {min_agreement}")
     if max_reverted < 0:
@@ -226,6 +240,8 @@ def quantize_nncf(onnx_path: str | os.PathLike[str], out_path: str | os.PathLike
             q = nncf.quantize_with_accuracy_control(
                 model, calib, nncf.Dataset(starts), per_batch, max_drop=max_drop,
                 preset=nncf.QuantizationPreset.MIXED, subset_size=len(batches),
+                advanced_quantization_parameters=AdvancedQuantizationParameters(
+                    overflow_fix=OverflowFix.ENABLE if weight_bits == 7 else OverflowFix.FIRST_LAYER),
                 advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
                     max_num_iterations=max_reverted, ranking_subset_size=min(len(starts), 32),
                     num_ranking_workers=1))
@@ -240,6 +256,7 @@ def quantize_nncf(onnx_path: str | os.PathLike[str], out_path: str | os.PathLike
         if k not in have:
             _set_meta(q, k, v)
     _set_meta(q, PRECISION_META_KEY, str(Precision.INT8))
+    _set_meta(q, INT8_WEIGHT_BITS_META_KEY, str(weight_bits))
     if not _quantizer_count(q):
         raise ExportError("NNCF INT8 rejected: the budget held only with every layer back in float, which is "
                           "FP32, not INT8; nothing written. Loosen the budget, or run the FP32 model at bf16")
@@ -263,7 +280,8 @@ def quantize_nncf(onnx_path: str | os.PathLike[str], out_path: str | os.PathLike
             raise ExportError(f"NNCF INT8 rejected: its labels agree with FP32 on {100 * agree:.2f}% of the "
                               f"pixels, below the {100 * min_agreement:g}% budget; nothing written. Try more or "
                               "more varied calibration frames (--calib-source), or --precision fp16")
-    return NncfReport(out, len(batches) * batch, agree, len(check), _quantizer_count(q), fp32_miou, int8_miou)
+    return NncfReport(out, len(batches) * batch, agree, len(check), _quantizer_count(q), fp32_miou, int8_miou,
+                      weight_bits)
 
 
 class _BatchValidator:

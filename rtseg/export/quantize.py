@@ -12,6 +12,10 @@ Choices, each because of what TensorRT accepts or what keeps accuracy:
 - activations and weights INT8 *symmetric* (zero point 0): TensorRT's INT8 Q/DQ
   requires zero point 0;
 - weights per output channel (TensorRT's recommended weight granularity);
+- weights 8-bit by default (``weight_bits=8``: TensorRT's full range); ``weight_bits=7``
+  (ONNX Runtime's ``reduce_range``) for ONNX Runtime on x86 CPUs without VNNI, whose INT8
+  kernels saturate with 8-bit weights (``rtseg.core.cpu.int8_saturates``); recorded in the
+  file's ``rtseg.int8_weight_bits``;
 - biases left in FP32 (TensorRT fuses them; it does not dequantize INT32);
 - only Conv/ConvTranspose/Gemm/MatMul inputs are quantized; the normalisation
   at the graph start, the attention/pooling paths and the ArgMax stay float,
@@ -50,6 +54,7 @@ class Int8Report:
     calibration_frames: int
     method: str
     quantized_nodes: int  # nodes of QUANTIZED_OPS that received Q/DQ inputs
+    weight_bits: int = 8
 
 
 def _input_spec(model: onnx.ModelProto) -> tuple[str, tuple[int, int, int]]:
@@ -66,6 +71,13 @@ def _input_spec(model: onnx.ModelProto) -> tuple[str, tuple[int, int, int]]:
                           "size; re-export with rtseg-export --format onnx")
     # A dynamic batch dimension (0 here) is calibrated one frame at a time.
     return inputs[0].name, (max(1, dims[0]), dims[1], dims[2])
+
+
+def check_weight_bits(bits: int) -> int:
+    """The INT8 weight range, 7 or 8 bits; anything else is refused in one line."""
+    if bits not in (7, 8):
+        raise UserInputError(f"INT8 weights are 7 or 8 bits, got {bits}: 7 for CPUs without VNNI, 8 for TensorRT")
+    return bits
 
 
 class FrameCalibrationReader:
@@ -105,18 +117,22 @@ def quantize_int8(
     max_frames: int = 64,
     method: str = "minmax",
     progress: Callable[[str, int, int], None] | None = None,
+    weight_bits: int = 8,
 ) -> Int8Report:
     """File in, file out: write the explicit Q/DQ INT8 version of an FP32 deploy-graph ONNX atomically.
 
     Calibrates on ``calib_frames`` (uint8 ``[N,H,W,3]`` at model size) or on
     frames read from ``calib_source`` (video or folder). ``progress(phase, step, steps)``
-    is called once per calibration batch.
+    is called once per calibration batch. ``weight_bits``: 8 (TensorRT) or 7 (ONNX Runtime on a CPU
+    without VNNI; see the module docstring).
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from rtseg.export.precision import PRECISION_META_KEY, _preprocessing_nodes, _set_meta
+    from rtseg.runtime.onnx_file import INT8_WEIGHT_BITS_META_KEY
 
+    check_weight_bits(weight_bits)
     if method not in CALIB_METHODS:
         raise UserInputError(f"unknown calibration method {method!r}; choose one of {', '.join(CALIB_METHODS)}")
     src = Path(onnx_path)
@@ -152,7 +168,7 @@ def quantize_int8(
                 str(src), str(tmp), reader,  # type: ignore[arg-type]  # duck-typed reader
                 quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True,
                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
-                calibrate_method=methods[method], extra_options=extra,
+                calibrate_method=methods[method], extra_options=extra, reduce_range=weight_bits == 7,
             )
         except (RuntimeError, ValueError) as exc:
             raise ExportError(f"INT8 calibration failed: {str(exc).splitlines()[0]}; "
@@ -165,6 +181,7 @@ def quantize_int8(
             if p.key not in have:
                 _set_meta(q, p.key, p.value)
         _set_meta(q, PRECISION_META_KEY, str(Precision.INT8))
+        _set_meta(q, INT8_WEIGHT_BITS_META_KEY, str(weight_bits))
         producers = {o: n for n in q.graph.node for o in n.output}
         quantized = sum(
             1 for n in q.graph.node if n.op_type in QUANTIZED_OPS
@@ -174,4 +191,4 @@ def quantize_int8(
             raise ExportError("INT8 quantization inserted no Q/DQ nodes (no Conv/MatMul found); "
                               "this model cannot run in INT8, use --precision fp16")
         onnx.save(q, str(tmp))
-    return Int8Report(out, int(len(calib_frames) // batch * batch), method, quantized)
+    return Int8Report(out, int(len(calib_frames) // batch * batch), method, quantized, weight_bits)

@@ -12,6 +12,9 @@ from rtseg.core.precision import Precision
 
 #: metadata_props key recording the precision the graph was written at (``f32``, ``fp16``, ``int8``).
 PRECISION_META_KEY = "rtseg.precision"
+#: metadata_props key of an INT8 graph's weight range: ``7`` or ``8`` bits (``rtseg.core.cpu.int8_saturates``
+#: says why it matters: 7-bit weights give the same labels on every CPU, 8-bit ones saturate CPUs without VNNI).
+INT8_WEIGHT_BITS_META_KEY = "rtseg.int8_weight_bits"
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,7 @@ class OnnxArtifact:
     input_shape: tuple[int, int, int]  # N, H, W
     precision: Precision  # as the file records it (``rtseg.precision``); f32 when untagged
     outputs: tuple[str, ...] = ("labels",)  # graph output names: "labels" and optionally "logits"
+    int8_weight_bits: int | None = None  # INT8 graphs: 7 or 8 (``rtseg.int8_weight_bits``); None when untagged
 
     @property
     def has_logits(self) -> bool:
@@ -47,6 +51,8 @@ class OnnxArtifact:
         try:
             meta = ModelMeta.from_json(props[ONNX_META_KEY])
             precision = Precision.parse(props.get(PRECISION_META_KEY, "f32"))
+            bits = props.get(INT8_WEIGHT_BITS_META_KEY)
+            weight_bits = int(bits) if bits in ("7", "8") else None
         except RtsegError as exc:
             raise BackendError(f"{path.name}: {exc}") from None
         inputs = [i for i in proto.graph.input if i.name == "frames"]
@@ -60,4 +66,4 @@ class OnnxArtifact:
             raise BackendError(f"{path} has no 'labels' output; re-export it with rtseg-export")
         if "rtseg.input" in props:
             json.loads(props["rtseg.input"])  # validates the record is intact
-        return cls(path, meta, (dims[0], dims[1], dims[2]), precision, outputs)
+        return cls(path, meta, (dims[0], dims[1], dims[2]), precision, outputs, weight_bits)
