@@ -158,3 +158,19 @@ def test_resize_to_model_is_opencv_linear_and_writes_in_place() -> None:
     out = np.empty((20, 30, 3), np.uint8)
     assert resize_to_model(img, (20, 30), out=out) is out and np.array_equal(out, want)
     assert resize_to_model(img, (40, 60)) is img  # already at size: no copy
+
+
+def test_which_cpus_saturate_8_bit_int8_weights() -> None:
+    """x86 with AVX2 but no VNNI saturates (VPMADDUBSW's int16 pair sums); any VNNI flavour, a CPU that is
+    not x86, or unknown flags do not; the report names the flags that decide it."""
+    from rtseg.core.cpu import has_bf16, int8_saturates, reported_flags
+
+    zen3 = frozenset({"sse4_2", "avx", "avx2", "fma"})
+    assert int8_saturates(zen3)
+    assert int8_saturates(zen3 | {"avx512f", "avx512bw"})  # Skylake-SP: AVX-512 without VNNI
+    for vnni in ("avx512_vnni", "avx_vnni", "amx_int8"):
+        assert not int8_saturates(zen3 | {vnni})
+    assert not int8_saturates(frozenset({"asimd", "asimddp"}))  # ARM: int32 dot products
+    assert not int8_saturates(frozenset())  # nothing known: no claim
+    assert not has_bf16(zen3) and has_bf16(zen3 | {"avx512_bf16"}) and has_bf16(frozenset({"amx_bf16"}))
+    assert reported_flags(zen3 | {"avx512_vnni", "avx512f"}) == "avx2 avx512f avx512_vnni"
