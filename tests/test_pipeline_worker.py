@@ -614,3 +614,30 @@ def test_a_backend_failing_mid_run_ends_the_benchmark_at_once(onnx_model: Path) 
                      mode="benchmark", loop=True, warmup=1, max_results=200, period=24)
     assert time.monotonic() - t0 < 5.0
     assert not [t for t in threading.enumerate() if t.name.startswith("rtseg-")]
+
+
+def test_inference_only_in_flight_counts_results_with_the_queue_full(onnx_model: Path) -> None:
+    """rtseg-bench's ceiling with several in flight (real OpenVINO async requests): every measured
+    result is collected with the queue full, as in the end-to-end run it is compared with, the
+    measured count is ``iters``, and nothing is left in flight afterwards."""
+    from rtseg.benchmark.runner import measure_inference_only
+    from rtseg.runtime.openvino_backend import OpenVinoBackend
+
+    class Recorded(OpenVinoBackend):
+        """OpenVINO with two requests, noting how many batches were in flight at each collect."""
+
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, **kw)
+            self.at_collect: list[int] = []
+
+        def _collect(self) -> np.ndarray:
+            self.at_collect.append(self.in_flight)
+            return super()._collect()
+
+    frames = np.random.default_rng(0).integers(0, 255, (4, MODEL_H, MODEL_W, 3), np.uint8)
+    with Recorded(onnx_model, requests=2, threads=1) as be:
+        fps, times = measure_inference_only(be, frames, warmup=1, iters=6)
+        assert be.in_flight == 0
+    assert len(times) == 6 and fps > 0 and all(t > 0 for t in times)
+    # first result (clock starts), the 6 measured ones, then the drain of the last two
+    assert be.at_collect == [2] + [2] * 6 + [2, 1]
