@@ -9,9 +9,12 @@ CPU flags say AVX512-BF16 or AMX-BF16 (without them OpenVINO would emulate and
 be slower), OpenVINO on the model's INT8 artifact when one lies beside the
 FP32 ONNX (``int8_sibling``), and ONNX Runtime f32.
 
-Each candidate runs a few frames (one warm-up, then timed the way the pipeline
-will run it: two in flight for a backend that overlaps, one at a time
-otherwise) within a bounded total (``budget_s``, about 10 s); a candidate whose labels agree with the FP32
+Each candidate's backend is opened once (compiled, one warm-up frame) and
+timed the way the pipeline will run it (two in flight for a backend that
+overlaps, one at a time otherwise) in ``ROUNDS`` short rounds, in order and in
+reverse alternately, within a bounded total (``budget_s``, about 10 s); its
+time is the median of its rounds, so the machine's drift weighs on every
+candidate alike. A candidate whose labels agree with the FP32
 reference (the first candidate, OpenVINO or ONNX Runtime f32) on fewer than
 ``MIN_AGREEMENT`` of the pixels is dropped, whatever its speed; the fastest of
 the rest wins. For benchmark mode (``throughput=True``: files processed as
@@ -54,7 +57,8 @@ from rtseg.core.precision import Precision
 #: Labels must agree with FP32 on at least this share of pixels for a candidate to be eligible.
 MIN_AGREEMENT = 0.995
 #: Bump when the candidate rules or the cache layout change: old decisions are then ignored.
-CACHE_VERSION = 3  # 2: INT8 with bf16 float layers is a candidate; 3: pipelined timing, streams
+CACHE_VERSION = 4  # 2: INT8 with bf16 float layers is a candidate; 3: pipelined timing, streams;
+# 4: medians of interleaved rounds (decisions from one or two measurements are measured again)
 
 Report = Callable[[str], None]
 
@@ -200,36 +204,70 @@ class Measure:
     """The chooser's measurement interface: run ``candidate`` on ``frames``, return its labels and time.
 
     ``deadline`` is a ``time.monotonic()`` value: stop timing frames once it has passed (at least
-    one timed frame always runs, so each candidate has labels to check)."""
+    one timed frame always runs, so each candidate has labels to check). The chooser measures each
+    candidate several times and calls ``close`` once it has decided."""
 
     def __call__(self, candidate: Candidate, frames: np.ndarray, deadline: float) -> Measurement:
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release whatever the measurements kept open (nothing, unless a subclass keeps something)."""
+
 
 class BackendMeasure(Measure):
-    """Times the real backend as the pipeline runs it: activate, one untimed warm-up frame, then the
-    frames one at a time, or with ``candidate.in_flight`` (2) submitted before each collect."""
+    """Times the real backend as the pipeline runs it: the frames one at a time, or with
+    ``candidate.in_flight`` submitted before each collect.
+
+    Each candidate's backend is created, compiled and warmed up (one untimed frame) on its first
+    measurement and kept open for the next ones until ``close``, so the chooser can measure every
+    candidate in several short interleaved rounds without compiling again. Opening is not timing:
+    the first measurement's window (``deadline`` minus the time of the call) starts once the
+    backend is ready."""
+
+    def __init__(self) -> None:
+        self._open: dict[tuple[str, str], Any] = {}  # (label, artifact) -> active backend
+
+    def _backend(self, candidate: Candidate, warmup: np.ndarray) -> Any:
+        key = (candidate.label, str(candidate.artifact))
+        be = self._open.get(key)
+        if be is None:
+            from rtseg.runtime.factory import create_backend
+
+            opts = dict(candidate.options)
+            prec = None if candidate.precision is Precision.INT8 else candidate.precision
+            be = create_backend(candidate.kind, candidate.artifact, precision=prec, **opts)
+            be.activate()
+            try:
+                be.infer(warmup)  # compile caches, thread pools: not what a running app pays
+            except BaseException:
+                be.deactivate()
+                raise
+            self._open[key] = be
+        return be
 
     def __call__(self, candidate: Candidate, frames: np.ndarray, deadline: float) -> Measurement:
-        from rtseg.runtime.factory import create_backend
+        window = max(0.0, deadline - time.monotonic())
+        be = self._backend(candidate, frames[:1])
+        deadline = time.monotonic() + window
+        depth = max(1, min(candidate.in_flight, be.max_in_flight))
+        if depth == 1:
+            labels: list[np.ndarray] = []
+            times: list[float] = []
+            for i in range(len(frames)):
+                t0 = time.perf_counter()
+                labels.append(be.infer(frames[i:i + 1])[0])
+                times.append(time.perf_counter() - t0)
+                if time.monotonic() > deadline:
+                    break
+            # The median: one preempted frame on a busy machine should not decide.
+            return Measurement(float(np.median(times)), np.stack(labels))
+        return _pipelined(be, frames, depth, deadline)
 
-        opts = dict(candidate.options)
-        prec = None if candidate.precision is Precision.INT8 else candidate.precision
-        with create_backend(candidate.kind, candidate.artifact, precision=prec, **opts) as be:
-            be.infer(frames[:1])  # compile caches, thread pools: not what a running app pays
-            depth = max(1, min(candidate.in_flight, be.max_in_flight))
-            if depth == 1:
-                labels: list[np.ndarray] = []
-                times: list[float] = []
-                for i in range(len(frames)):
-                    t0 = time.perf_counter()
-                    labels.append(be.infer(frames[i:i + 1])[0])
-                    times.append(time.perf_counter() - t0)
-                    if time.monotonic() > deadline:
-                        break
-                # The median: one preempted frame on a busy machine should not decide.
-                return Measurement(float(np.median(times)), np.stack(labels))
-            return _pipelined(be, frames, depth, deadline)
+    def close(self) -> None:
+        """Deactivate every backend the measurements opened."""
+        open_, self._open = self._open, {}
+        for be in open_.values():
+            be.deactivate()
 
 
 #: At most this many frames per pipelined timing (the deadline usually stops it first).
@@ -271,112 +309,138 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(a[:n] == b[:n]))
 
 
+#: Rounds in which every candidate is measured, in order and in reverse alternately; a candidate's
+#: time is the median of its rounds. On this shared 2-core VM the speed drifts by 20-30% within
+#: seconds (OpenVINO f32 timed 54.8 ms by the chooser, then ran at 87 ms in the benchmark that
+#: followed), so one or two long measurements per candidate let a lucky moment decide; short
+#: interleaved rounds spread the drift over every candidate alike.
+ROUNDS = 4
+
+
 def choose(candidates: Sequence[Candidate], frames: np.ndarray, *, measure: Measure | None = None,
            budget_s: float = 10.0, min_agreement: float = MIN_AGREEMENT,
            report: Report | None = None, throughput: bool = False) -> tuple[Candidate, Decision]:
     """Measure every candidate (``candidates[0]`` is the FP32 reference) and pick the fastest one whose
     labels agree with the reference on at least ``min_agreement`` of the pixels.
 
-    ``throughput``: benchmark mode; the fastest OpenVINO candidate with two requests in flight has
-    its two-stream twin timed against the winner as well (module docstring)."""
+    Each candidate is measured in ``ROUNDS`` rounds (its labels checked in the first) and ranked by
+    its median. ``throughput``: benchmark mode; the fastest OpenVINO candidate with two requests in
+    flight then has its two-stream twin timed against the winner (module docstring)."""
     if not candidates:
         raise UserInputError("no candidate to choose from")
     measure = measure or BackendMeasure()
+    try:
+        return _choose(list(candidates), frames, measure, budget_s, min_agreement, report, throughput)
+    finally:
+        measure.close()
+
+
+def _choose(candidates: list[Candidate], frames: np.ndarray, measure: Measure, budget_s: float,
+            min_agreement: float, report: Report | None, throughput: bool) -> tuple[Candidate, Decision]:
     start = time.monotonic()
-    results: list[tuple[Candidate, Measurement | None, str]] = []
+    n = len(candidates)
+    times: list[list[float]] = [[] for _ in candidates]
+    status = [""] * n  # "reference", "failed: ...", "dropped, ..." or "" (eligible)
     ref: Measurement | None = None
-    # Two rounds, the second in reverse order, each candidate's time the faster of its two: on a
-    # shared machine a few seconds of someone else's load (or turbo settling) otherwise decide
-    # between candidates 20-30% apart (measured: INT8 with bf16 float layers timed 28.8 ms in one
-    # run and 18.7 ms in the next).
-    rounds = 2
-    # Benchmark mode: three more measurements, the winner's two-stream twin twice and the winner again.
-    total = rounds * len(candidates) + (3 if throughput else 0)
-    for i, cand in enumerate(candidates):
-        # An equal share of what is left for each remaining measurement.
-        share = max(0.0, budget_s - (time.monotonic() - start)) / (total - i)
-        if report is not None:
-            report(f"auto: timing {cand.label} ({i + 1}/{len(candidates)}) ...")
-        try:
-            m = measure(cand, frames, time.monotonic() + share)
-        except BackendError as exc:  # e.g. a precision this OpenVINO build refuses: not a candidate
-            results.append((cand, None, f"failed: {exc}"))
-            continue
-        if ref is None:
-            ref = m
-            results.append((cand, m, "reference"))
-            continue
-        agree = agreement(m.labels, ref.labels)
-        results.append((cand, m, "" if agree >= min_agreement else
-                        f"dropped, {100 * agree:.2f}% agreement{_saturation_hint(cand)}"))
-    done = len(candidates)
-    for k in reversed(range(len(results))):
-        cand, first, why = results[k]
-        if first is None or why.startswith("dropped"):
-            continue
-        share = max(0.0, budget_s - (time.monotonic() - start)) / max(1, total - done)
-        done += 1
-        try:
-            again = measure(cand, frames, time.monotonic() + share)
-        except BackendError:
-            continue  # it ran once: keep that time
-        results[k] = (cand, Measurement(min(first.seconds_per_frame, again.seconds_per_frame), first.labels), why)
-    ok = [(c, m) for c, m, why in results if m is not None and not why.startswith("dropped")]
+    twin_left = _TWIN_MEASUREMENTS if throughput else 0
+
+    def share() -> float:
+        """An equal share of the budget left for each measurement still to come (this one included)."""
+        nonlocal twin_left
+        live = [i for i in range(n) if not status[i].startswith(("failed", "dropped"))]
+        rounds_left = sum(ROUNDS - len(times[i]) for i in live)
+        left = rounds_left + twin_left
+        if not rounds_left and twin_left:  # the benchmark-mode measurements come last
+            twin_left -= 1
+        return max(0.0, budget_s - (time.monotonic() - start)) / max(1, left)
+
+    for r in range(ROUNDS):
+        for i in (range(n) if r % 2 == 0 else reversed(range(n))):
+            cand = candidates[i]
+            if status[i].startswith(("failed", "dropped")) or len(times[i]) > r:
+                continue
+            if r == 0 and report is not None:
+                report(f"auto: timing {cand.label} ({i + 1}/{n}) ...")
+            try:
+                m = measure(cand, frames, time.monotonic() + share())
+            except BackendError as exc:  # e.g. a precision this OpenVINO build refuses: not a candidate
+                if not times[i]:
+                    status[i] = f"failed: {exc}"
+                else:
+                    times[i].append(float(np.median(times[i])))  # it ran before: keep what it did
+                continue
+            times[i].append(m.seconds_per_frame)
+            if r > 0:
+                continue
+            if ref is None:
+                ref, status[i] = m, "reference"
+                continue
+            agree = agreement(m.labels, ref.labels)
+            if agree < min_agreement:
+                status[i] = f"dropped, {100 * agree:.2f}% agreement{_saturation_hint(candidates[i])}"
+    median = [float(np.median(t)) if t else float("nan") for t in times]
+    ok = [i for i in range(n) if times[i] and not status[i].startswith(("failed", "dropped"))]
     if not ok:
         raise BackendError("auto: no CPU backend ran this model; pass --backend and --precision explicitly")
-    best, bm = min(ok, key=lambda cm: cm[1].seconds_per_frame)
+    w = min(ok, key=lambda i: median[i])
+    best, best_s = candidates[w], median[w]
     streams_note = ""
     # Benchmark mode: the fastest OpenVINO candidate's two-stream twin may beat the winner even when
     # the winner is another backend (AVX2-only EPYC: ONNX Runtime f32 71.5 ms beat OpenVINO f32's
     # 76.4 ms with one stream).
-    twinnable = [(c, m) for c, m in ok if _has_streams_twin(c)] if throughput else []
+    twinnable = [i for i in ok if _has_streams_twin(candidates[i])] if throughput else []
     if twinnable:
-        base = min(twinnable, key=lambda cm: cm[1].seconds_per_frame)[0]
-        best, bm, streams_note = _try_streams(base, best, bm, ref, frames, measure, min_agreement, report,
-                                              lambda: max(0.0, budget_s - (time.monotonic() - start)) / 3)
+        base = candidates[min(twinnable, key=lambda i: median[i])]
+        best, best_s, streams_note = _try_streams(base, best, best_s, ref, frames, measure, min_agreement,
+                                                  report, share)
     parts = []
-    for c, res, why in results:
-        if res is None:
-            parts.append(f"{c.label} {why}")
+    for i, c in enumerate(candidates):
+        if not times[i]:
+            parts.append(f"{c.label} {status[i]}")
         else:
-            note = f" ({why})" if why and why != "reference" else ""
-            parts.append(f"{c.label} {1000 * res.seconds_per_frame:.1f} ms{note}")
-    why = ("fastest of " + ", ".join(parts) + f"; needs >= {100 * min_agreement:g}% label agreement with FP32"
-           + streams_note)
-    return best, Decision(best.kind, str(best.precision), str(best.artifact), 1000 * bm.seconds_per_frame, why,
+            note = f" ({status[i]})" if status[i] and status[i] != "reference" else ""
+            parts.append(f"{c.label} {1000 * median[i]:.1f} ms{note}")
+    why = ("fastest of " + ", ".join(parts) + f" (medians of {ROUNDS} interleaved rounds); needs >= "
+           f"{100 * min_agreement:g}% label agreement with FP32" + streams_note)
+    return best, Decision(best.kind, str(best.precision), str(best.artifact), 1000 * best_s, why,
                           dict(best.options), label=best.label)
+
+
+#: Benchmark mode's extra measurements: twin, winner, winner, twin (ABBA: a steady drift weighs
+#: on both means alike).
+_TWIN_MEASUREMENTS = 4
 
 
 def _has_streams_twin(c: Candidate) -> bool:
     return c.kind == "openvino" and c.in_flight == 2 and c.options.get("streams", 1) == 1
 
 
-def _try_streams(base: Candidate, best: Candidate, bm: Measurement, ref: Measurement | None, frames: np.ndarray,
+def _try_streams(base: Candidate, best: Candidate, best_s: float, ref: Measurement | None, frames: np.ndarray,
                  measure: Measure, min_agreement: float, report: Report | None,
-                 share: Callable[[], float]) -> tuple[Candidate, Measurement, str]:
-    """Benchmark mode: time the two-stream twin of ``base`` (the fastest OpenVINO candidate), the
-    winner ``best`` once more, the twin again (each the faster of its times, as in the main rounds),
-    and keep the faster of twin and winner."""
+                 share: Callable[[], float]) -> tuple[Candidate, float, str]:
+    """Benchmark mode: time the two-stream twin of ``base`` (the fastest OpenVINO candidate) and the
+    winner ``best`` in the order twin, winner, winner, twin, and keep the faster by their means."""
     twin = base.two_streams()
     if report is not None:
         report(f"auto: timing {twin.label} (benchmark mode) ...")
     try:
-        tm = measure(twin, frames, time.monotonic() + share())
+        first = measure(twin, frames, time.monotonic() + share())
     except BackendError as exc:
-        return best, bm, f"; {twin.label} failed: {exc}"
-    if ref is not None and agreement(tm.labels, ref.labels) < min_agreement:
-        return best, bm, f"; {twin.label} dropped, {100 * agreement(tm.labels, ref.labels):.2f}% agreement"
+        return best, best_s, f"; {twin.label} failed: {exc}"
+    if ref is not None and agreement(first.labels, ref.labels) < min_agreement:
+        return best, best_s, f"; {twin.label} dropped, {100 * agreement(first.labels, ref.labels):.2f}% agreement"
+    tw, bw = [first.seconds_per_frame], []
     try:
-        again = measure(best, frames, time.monotonic() + share())
-        bm = Measurement(min(bm.seconds_per_frame, again.seconds_per_frame), bm.labels)
-        again = measure(twin, frames, time.monotonic() + share())
-        tm = Measurement(min(tm.seconds_per_frame, again.seconds_per_frame), tm.labels)
+        bw.append(measure(best, frames, time.monotonic() + share()).seconds_per_frame)
+        bw.append(measure(best, frames, time.monotonic() + share()).seconds_per_frame)
+        tw.append(measure(twin, frames, time.monotonic() + share()).seconds_per_frame)
     except BackendError:
-        pass  # both ran before: keep those times
-    note = (f"; benchmark mode: {twin.label} {1000 * tm.seconds_per_frame:.1f} ms vs "
-            + (f"{1000 * bm.seconds_per_frame:.1f} ms with one stream" if best == base else
-               f"{best.label} {1000 * bm.seconds_per_frame:.1f} ms"))
-    return (twin, tm, note) if tm.seconds_per_frame < bm.seconds_per_frame else (best, bm, note)
+        pass  # both ran before: compare what they did
+    t_s = float(np.mean(tw))
+    b_s = float(np.mean(bw)) if bw else best_s
+    note = (f"; benchmark mode: {twin.label} {1000 * t_s:.1f} ms vs "
+            + (f"{1000 * b_s:.1f} ms with one stream" if best == base else f"{best.label} {1000 * b_s:.1f} ms"))
+    return (twin, t_s, note) if t_s < b_s else (best, b_s, note)
 
 
 # -- the cache ----------------------------------------------------------------------------------------
