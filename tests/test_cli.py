@@ -107,8 +107,12 @@ def test_bench_interleaves_rounds_and_counts_every_frame_once(small_onnx, tmp_pa
     assert bench.main(["--onnx", str(small_onnx), "--backend", "openvino", "--precision", "f32", "--source",
                        "synthetic:320x240", "--frames", "7", "--warmup", "2", "--rounds", "3",
                        "--json", str(js)]) == 0
-    assert "(3 interleaved rounds)" in capsys.readouterr().out
+    out = capsys.readouterr().out
     r = json.loads(js.read_text())["runs"][0]
+    # each round's end-to-end / inference-only, and their range on the throughput line
+    assert len(r["round_ratios"]) == 3 and all(x > 0 for x in r["round_ratios"])
+    lo, hi = min(r["round_ratios"]), max(r["round_ratios"])
+    assert f"(3 interleaved rounds, {lo:.2f}-{hi:.2f} each)" in out
     assert r["rounds"] == 3 and r["frames"] == 7 and r["e2e_fps"] > 0 and r["infer_only_fps"] > 0
     assert r["stages"]["infer"]["n"] == 7 and r["stages"]["end_to_end"]["n"] == 7 and r["infer_only"]["n"] == 7
 

@@ -39,6 +39,8 @@ class RunReport:
     note: str | None = None  # why something was not measured
     model: dict[str, Any] = field(default_factory=dict)  # what ran: name, classes, input size, batch, weights
     rounds: int = 1  # inference-only and end-to-end measured alternately in this many parts
+    #: end-to-end / inference-only of each round: their spread says how far one run can be trusted
+    round_ratios: list[float] = field(default_factory=list)
 
     @property
     def e2e_over_infer(self) -> float:
@@ -77,6 +79,16 @@ def host_info() -> dict[str, Any]:
     }
 
 
+def _rounds_text(r: RunReport) -> str:
+    """`` (4 interleaved rounds, 0.91-1.02 each)``: the per-round spread shows how much the machine
+    drifted while it was measured (on a shared 2-core VM, 200-frame runs spread 0.81-1.10)."""
+    if r.rounds <= 1:
+        return ""
+    ratios = [x for x in r.round_ratios if np.isfinite(x)]
+    spread = f", {min(ratios):.2f}-{max(ratios):.2f} each" if len(ratios) > 1 else ""
+    return f" ({r.rounds} interleaved rounds{spread})"
+
+
 def format_report(rep: BenchReport) -> str:
     """Human-readable summary, trtexec style."""
     m, s, h = rep.model, rep.source, rep.host
@@ -99,7 +111,7 @@ def format_report(rep: BenchReport) -> str:
                      + f" ({vers})")
         lines.append(f"Throughput: end-to-end {r.e2e_fps:.1f} FPS (the app's pipeline, benchmark mode) | "
                      f"inference-only {r.infer_only_fps:.1f} FPS | end-to-end / inference-only = "
-                     f"{r.e2e_over_infer:.2f}" + (f" ({r.rounds} interleaved rounds)" if r.rounds > 1 else "")
+                     f"{r.e2e_over_infer:.2f}" + _rounds_text(r)
                      + (f" | dropped {r.dropped}" if r.dropped else ""))
         if r.note:
             lines.append(f"Note: {r.note}")

@@ -163,6 +163,7 @@ def run_backend(label: str, factory: Callable[[], Backend], source: str, *, warm
         samples = StageSamples()
         infer_times: list[float] = []
         infer_wall = e2e_wall = e2e_intervals = 0.0
+        round_ratios: list[float] = []
         e2e_results = dropped = 0
         clean = True
         ran = asdict(info)
@@ -176,6 +177,7 @@ def run_backend(label: str, factory: Callable[[], Backend], source: str, *, warm
             e2e_wall += rep.wall_s
             e2e_results += rep.results
             e2e_intervals += rep.fps * rep.wall_s if rep.wall_s > 0 else 0.0  # run_headless's own count
+            round_ratios.append(rep.fps / fps_k if fps_k > 0 else float("nan"))
             dropped += rep.dropped
             clean = clean and rep.stopped_cleanly
             # The pipeline's backend reports what really ran there (e.g. OpenVINO's compiled precision).
@@ -185,4 +187,4 @@ def run_backend(label: str, factory: Callable[[], Backend], source: str, *, warm
     e2e_fps = e2e_intervals / e2e_wall if e2e_wall > 0 else float("nan")
     return RunReport(label, ran, e2e_results, warmup, e2e_fps, infer_fps, Dist.of(infer_times), samples.summary(),
                      dropped, None if clean else "the pipeline did not stop within its timeout", model,
-                     rounds=len(parts))
+                     rounds=len(parts), round_ratios=round_ratios)
