@@ -357,7 +357,7 @@ def _choose(candidates: list[Candidate], frames: np.ndarray, measure: Measure, b
     for r in range(ROUNDS):
         for i in (range(n) if r % 2 == 0 else reversed(range(n))):
             cand = candidates[i]
-            if status[i].startswith(("failed", "dropped")) or len(times[i]) > r:
+            if status[i].startswith(("failed", "dropped")):
                 continue
             if r == 0 and report is not None:
                 report(f"auto: timing {cand.label} ({i + 1}/{n}) ...")
